@@ -1,0 +1,164 @@
+/* The reverse-mode tape: a linear list of records, reset every step. */
+#include "akt/tensor.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+void akt_tensor_set_shape(struct akt_tensor *t, int ndim, const int *shape)
+{
+    AKT_ASSERT(ndim >= 1 && ndim <= AKT_MAX_DIMS);
+    t->ndim = ndim;
+    t->n = 1;
+    for (int i = 0; i < AKT_MAX_DIMS; i++) {
+        t->shape[i] = i < ndim ? shape[i] : 1;
+        if (i < ndim) {
+            AKT_ASSERT(shape[i] >= 0);
+            t->n *= shape[i];
+        }
+    }
+}
+
+int akt_tensor_same_shape(const struct akt_tensor *a, const struct akt_tensor *b)
+{
+    if (a->ndim != b->ndim)
+        return 0;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] != b->shape[i])
+            return 0;
+    return 1;
+}
+
+struct akt_tensor akt_tensor_wrap(float *data, float *grad, int ndim, const int *shape)
+{
+    struct akt_tensor t;
+    memset(&t, 0, sizeof t);
+    akt_tensor_set_shape(&t, ndim, shape);
+    t.data = data;
+    t.grad = grad;
+    t.requires_grad = grad != NULL;
+    return t;
+}
+
+void akt_tape_init(struct akt_tape *t, size_t arena_block_bytes)
+{
+    memset(t, 0, sizeof *t);
+    akt_arena_init(&t->arena, arena_block_bytes);
+    t->recording = 1;
+}
+
+void akt_tape_reset(struct akt_tape *t)
+{
+    akt_arena_reset(&t->arena);
+    t->n_nodes = 0;
+}
+
+void akt_tape_free(struct akt_tape *t)
+{
+    akt_arena_free(&t->arena);
+    free(t->nodes);
+    memset(t, 0, sizeof *t);
+}
+
+void *akt_tape_alloc(struct akt_tape *t, size_t bytes) { return akt_arena_alloc(&t->arena, bytes); }
+
+struct akt_tensor *akt_tensor_new(struct akt_tape *t, int ndim, const int *shape, int requires_grad)
+{
+    struct akt_tensor *x = akt_arena_alloc(&t->arena, sizeof *x);
+    akt_tensor_set_shape(x, ndim, shape);
+    x->data = akt_arena_alloc(&t->arena, (size_t)x->n * sizeof(float));
+    if (requires_grad && t->recording) {
+        x->grad = akt_arena_alloc(&t->arena, (size_t)x->n * sizeof(float));
+        x->requires_grad = 1;
+    }
+    return x;
+}
+
+struct akt_tensor *akt_tensor_newv(struct akt_tape *t, int requires_grad, int ndim, ...)
+{
+    int shape[AKT_MAX_DIMS];
+    va_list ap;
+    va_start(ap, ndim);
+    for (int i = 0; i < ndim; i++)
+        shape[i] = va_arg(ap, int);
+    va_end(ap);
+    return akt_tensor_new(t, ndim, shape, requires_grad);
+}
+
+struct akt_tensor *akt_tensor_from(struct akt_tape *t, const float *data, int ndim, const int *shape)
+{
+    struct akt_tensor *x = akt_tensor_new(t, ndim, shape, 0);
+    memcpy(x->data, data, (size_t)x->n * sizeof(float));
+    return x;
+}
+
+struct akt_tensor *akt_view(struct akt_tape *t, struct akt_tensor *x, int ndim, const int *shape)
+{
+    struct akt_tensor *v = akt_arena_alloc(&t->arena, sizeof *v);
+    *v = *x;
+    akt_tensor_set_shape(v, ndim, shape);
+    AKT_ASSERT(v->n == x->n);
+    return v;
+}
+
+struct akt_tensor *akt_detach(struct akt_tape *t, struct akt_tensor *x)
+{
+    struct akt_tensor *v = akt_arena_alloc(&t->arena, sizeof *v);
+    *v = *x;
+    v->grad = NULL;
+    v->requires_grad = 0;
+    return v;
+}
+
+int akt_any_grad(const struct akt_tape *t, const struct akt_tensor *a, const struct akt_tensor *b,
+                 const struct akt_tensor *c)
+{
+    if (!t->recording)
+        return 0;
+    return (a && a->requires_grad) || (b && b->requires_grad) || (c && c->requires_grad);
+}
+
+struct akt_node *akt_tape_push(struct akt_tape *t, akt_backward_fn fn, const char *name,
+                               struct akt_tensor *out, struct akt_tensor *a, struct akt_tensor *b,
+                               struct akt_tensor *c, struct akt_tensor *d)
+{
+    if (!akt_any_grad(t, a, b, c) && !(t->recording && d && d->requires_grad))
+        return NULL;
+    if (t->n_nodes == t->cap_nodes) {
+        int cap = t->cap_nodes ? 2 * t->cap_nodes : 256;
+        struct akt_node *nn = realloc(t->nodes, (size_t)cap * sizeof *nn);
+        AKT_ASSERT(nn != NULL);
+        t->nodes = nn;
+        t->cap_nodes = cap;
+    }
+    struct akt_node *n = &t->nodes[t->n_nodes++];
+    memset(n, 0, sizeof *n);
+    n->backward = fn;
+    n->name = name;
+    n->out = out;
+    n->in[0] = a;
+    n->in[1] = b;
+    n->in[2] = c;
+    n->in[3] = d;
+    /* the output carries a gradient because an input does */
+    if (!out->grad) {
+        out->grad = akt_arena_alloc(&t->arena, (size_t)out->n * sizeof(float));
+        out->requires_grad = 1;
+    }
+    return n;
+}
+
+void akt_backward(struct akt_tape *t, struct akt_tensor *loss)
+{
+    AKT_ASSERT(loss->n == 1);
+    if (!loss->grad)
+        return; /* nothing upstream needs a gradient */
+    loss->grad[0] += 1.0f;
+    akt_backward_run(t);
+}
+
+void akt_backward_run(struct akt_tape *t)
+{
+    for (int i = t->n_nodes - 1; i >= 0; i--)
+        t->nodes[i].backward(t, &t->nodes[i]);
+}

@@ -1,0 +1,204 @@
+/* Errors, arenas, RNG, threads, clock. */
+#define _POSIX_C_SOURCE 200809L
+#include "akt/base.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include <cblas.h>
+
+/* ------------------------------------------------------------- errors --- */
+int akt_error_set(struct akt_error *e, int code, const char *where, const char *fmt, ...)
+{
+    if (e) {
+        e->code = code;
+        snprintf(e->where, sizeof e->where, "%s", where ? where : "");
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(e->what, sizeof e->what, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+const char *akt_error_format(const struct akt_error *e, char *buf, size_t n)
+{
+    if (e->where[0])
+        snprintf(buf, n, "%s: %s", e->where, e->what);
+    else
+        snprintf(buf, n, "%s", e->what);
+    return buf;
+}
+
+void akt_assert_fail(const char *expr, const char *file, int line)
+{
+    fprintf(stderr, "akt: internal error: assertion '%s' failed at %s:%d\n", expr, file, line);
+    abort();
+}
+
+/* ------------------------------------------------------------- arenas --- */
+struct akt_arena_block {
+    struct akt_arena_block *next;
+    size_t cap, used;
+    /* data follows, 64-byte aligned */
+};
+
+#define BLOCK_HDR 64
+
+static struct akt_arena_block *block_new(size_t cap)
+{
+    struct akt_arena_block *b = aligned_alloc(64, BLOCK_HDR + ((cap + 63) & ~(size_t)63));
+    if (!b) {
+        fprintf(stderr, "akt: out of memory (arena block of %zu bytes)\n", cap);
+        abort();
+    }
+    b->next = NULL;
+    b->cap = cap;
+    b->used = 0;
+    return b;
+}
+
+void akt_arena_init(struct akt_arena *a, size_t block_size)
+{
+    memset(a, 0, sizeof *a);
+    a->block_size = block_size ? block_size : (64u << 20);
+}
+
+void *akt_arena_alloc(struct akt_arena *a, size_t bytes)
+{
+    bytes = (bytes + 63) & ~(size_t)63;
+    if (bytes == 0)
+        bytes = 64;
+    struct akt_arena_block *b = a->head;
+    /* walk the kept blocks after a reset before making a new one */
+    while (b && b->used + bytes > b->cap) {
+        b = b->next;
+        if (b)
+            b->used = 0;
+    }
+    if (!b) {
+        size_t cap = bytes > a->block_size ? bytes : a->block_size;
+        b = block_new(cap);
+        if (!a->first) {
+            a->first = b;
+        } else {
+            struct akt_arena_block *last = a->first;
+            while (last->next)
+                last = last->next;
+            last->next = b;
+        }
+    }
+    a->head = b;
+    void *p = (char *)b + BLOCK_HDR + b->used;
+    b->used += bytes;
+    a->used += bytes;
+    if (a->used > a->peak)
+        a->peak = a->used;
+    memset(p, 0, bytes);
+    return p;
+}
+
+void akt_arena_reset(struct akt_arena *a)
+{
+    a->head = a->first;
+    if (a->first)
+        a->first->used = 0;
+    a->used = 0;
+}
+
+void akt_arena_free(struct akt_arena *a)
+{
+    struct akt_arena_block *b = a->first;
+    while (b) {
+        struct akt_arena_block *n = b->next;
+        free(b);
+        b = n;
+    }
+    memset(a, 0, sizeof *a);
+}
+
+/* ---------------------------------------------------------------- rng --- */
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+void akt_rng_seed(struct akt_rng *r, uint64_t seed)
+{
+    uint64_t x = seed;
+    for (int i = 0; i < 4; i++)
+        r->s[i] = splitmix64(&x);
+}
+
+static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+uint64_t akt_rng_u64(struct akt_rng *r)
+{
+    uint64_t *s = r->s;
+    uint64_t result = rotl(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+double akt_rng_uniform(struct akt_rng *r) { return (double)(akt_rng_u64(r) >> 11) * 0x1.0p-53; }
+
+float akt_rng_normal(struct akt_rng *r)
+{
+    /* Box-Muller with one draw per call (no cached second value, so the
+     * stream position depends only on the number of calls). */
+    double u1 = akt_rng_uniform(r), u2 = akt_rng_uniform(r);
+    if (u1 < 1e-300)
+        u1 = 1e-300;
+    return (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2));
+}
+
+uint32_t akt_rng_below(struct akt_rng *r, uint32_t n)
+{
+    AKT_ASSERT(n > 0);
+    /* rejection sampling: unbiased */
+    uint64_t lim = UINT64_MAX - UINT64_MAX % n;
+    uint64_t x;
+    do
+        x = akt_rng_u64(r);
+    while (x >= lim);
+    return (uint32_t)(x % n);
+}
+
+/* ------------------------------------------------------------ threads --- */
+static int g_threads = 1;
+
+void akt_threads_set(int n)
+{
+    if (n < 1)
+        n = 1;
+    g_threads = n;
+#ifdef _OPENMP
+    omp_set_num_threads(n);
+#endif
+    openblas_set_num_threads(n);
+}
+
+int akt_threads_get(void) { return g_threads; }
+
+double akt_time_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}

@@ -1,0 +1,80 @@
+/* akt base: error reporting, arenas, the RNG stream, threads.
+ *
+ * Two error channels (DESIGN.md): AKT_ASSERT for programmer bugs (aborts with
+ * file:line), negative AKT_E* codes plus a caller-owned struct akt_error for
+ * runtime failures. Only main() prints and exits. */
+#ifndef AKT_BASE_H
+#define AKT_BASE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum {
+    AKT_OK = 0,
+    AKT_EIO = -1,      /* file missing, unreadable, short read */
+    AKT_EFORMAT = -2,  /* file readable but malformed (bad HDF5, wrong size) */
+    AKT_ESHAPE = -3,   /* a tensor with the wrong shape */
+    AKT_EINVAL = -4,   /* bad argument or configuration value */
+    AKT_ENOMEM = -5,
+    AKT_EPLUGIN = -6,  /* plugin refused (ABI, symbol, create failed) */
+    AKT_ENUMERIC = -7, /* NaN or Inf during training */
+    AKT_EINTR = -8     /* interrupted by a signal, state saved */
+};
+
+/* Filled by the function that fails; where names the file/key/field, what
+ * says what is wrong. akt_error_format() gives "where: what". */
+struct akt_error {
+    int code;
+    char where[512];
+    char what[512];
+};
+
+/* Sets e (if not NULL) and returns code, so callers can write
+ * `return akt_error_set(e, AKT_EIO, path, "cannot open: %s", strerror(errno));` */
+int akt_error_set(struct akt_error *e, int code, const char *where, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+const char *akt_error_format(const struct akt_error *e, char *buf, size_t n);
+
+void akt_assert_fail(const char *expr, const char *file, int line) __attribute__((noreturn));
+#define AKT_ASSERT(x) ((x) ? (void)0 : akt_assert_fail(#x, __FILE__, __LINE__))
+
+/* Bump allocator made of blocks that never move, so pointers stay valid
+ * until akt_arena_reset(). Memory is 64-byte aligned and zero-filled. */
+struct akt_arena_block;
+struct akt_arena {
+    struct akt_arena_block *head; /* current block */
+    struct akt_arena_block *first;
+    size_t block_size;
+    size_t peak, used;
+};
+void akt_arena_init(struct akt_arena *a, size_t block_size);
+void *akt_arena_alloc(struct akt_arena *a, size_t bytes); /* zeroed; aborts on OOM */
+void akt_arena_reset(struct akt_arena *a);                 /* keeps the blocks */
+void akt_arena_free(struct akt_arena *a);
+
+/* One RNG stream per run (xoshiro256**, seeded by splitmix64). Nothing in akt
+ * calls rand(). */
+struct akt_rng {
+    uint64_t s[4];
+};
+void akt_rng_seed(struct akt_rng *r, uint64_t seed);
+uint64_t akt_rng_u64(struct akt_rng *r);
+double akt_rng_uniform(struct akt_rng *r);          /* [0, 1) */
+float akt_rng_normal(struct akt_rng *r);            /* N(0, 1), Box-Muller */
+uint32_t akt_rng_below(struct akt_rng *r, uint32_t n); /* uniform in 0..n-1 */
+
+/* Threads used by akt's kernels and OpenBLAS. Results are bit-identical for
+ * a given thread count. */
+void akt_threads_set(int n);
+int akt_threads_get(void);
+
+double akt_time_ms(void); /* monotonic clock */
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,50 @@
+/* Helpers shared by the op files (not installed). */
+#ifndef AKT_OPS_INTERNAL_H
+#define AKT_OPS_INTERNAL_H
+
+#include "akt/tensor.h"
+
+#include <math.h>
+#include <string.h>
+
+/* Parallel loops only over disjoint outputs, static schedule, so results do
+ * not depend on timing (DESIGN.md: bit-reproducible per thread count). Small
+ * loops stay serial: a fork costs more than it saves. */
+#define AKT_PAR_MIN 32768
+#ifdef _OPENMP
+#define AKT_PRAGMA(x) _Pragma(#x)
+#define AKT_PARALLEL_FOR(n) AKT_PRAGMA(omp parallel for schedule(static) if ((n) >= AKT_PAR_MIN))
+#else
+#define AKT_PARALLEL_FOR(n)
+#endif
+
+/* The output shape with dims [a0,a1) removed ([1] when nothing is left). */
+static inline struct akt_tensor *akt__reduced_new(struct akt_tape *t, const struct akt_tensor *x,
+                                                  int a0, int a1)
+{
+    int shape[AKT_MAX_DIMS], nd = 0;
+    for (int i = 0; i < x->ndim; i++)
+        if (i < a0 || i >= a1)
+            shape[nd++] = x->shape[i];
+    if (nd == 0)
+        shape[nd++] = 1;
+    return akt_tensor_new(t, nd, shape, 0);
+}
+
+/* x seen as [outer, mid, inner] for axes [a0,a1). */
+static inline void akt__split(const struct akt_tensor *x, int a0, int a1, int64_t *outer,
+                              int64_t *mid, int64_t *inner)
+{
+    AKT_ASSERT(0 <= a0 && a0 < a1 && a1 <= x->ndim);
+    *outer = *mid = *inner = 1;
+    for (int i = 0; i < x->ndim; i++) {
+        if (i < a0)
+            *outer *= x->shape[i];
+        else if (i < a1)
+            *mid *= x->shape[i];
+        else
+            *inner *= x->shape[i];
+    }
+}
+
+#endif
