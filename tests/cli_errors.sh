@@ -1,2 +1,167 @@
 #!/bin/bash
-echo "1..0 # SKIP placeholder"
+# The akt command-line contract (TAP output):
+#   akt eval --teacher FILE --data FILE.bin [--batch N] [--threads N]
+# ends stdout with `top1=XX.XX top5=XX.XX n=N` and exits 0; bad input exits 1
+# (runtime) or 2 (usage) with exactly one stderr line `akt: error: ...` that
+# names the file and the problem.
+# Env: AKT_BIN (the binary), AKT_DATA (shared data), AKT_H5EDIT (tests/tools/h5edit).
+set -u
+
+AKT=${AKT_BIN:-}
+if [ -z "$AKT" ] || [ ! -x "$AKT" ]; then
+    echo "1..0 # SKIP AKT_BIN is not an executable: '${AKT}'"
+    exit 0
+fi
+if [ -z "${AKT_DATA:-}" ]; then
+    echo "1..0 # SKIP AKT_DATA is not set"
+    exit 0
+fi
+TEACHER=$AKT_DATA/teachers/resnet20_cifar10_akamaster_optA.h5
+DATA=$AKT_DATA/cifar-10-batches-bin/test_batch_lossless1000.bin
+H5EDIT=${AKT_H5EDIT:-}
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/akt_cli_errors.XXXXXX") || exit 1
+trap 'rm -rf "$tmp"' EXIT
+
+# Results are collected first so the plan line can come first.
+results=()
+failed=0
+report() { # report DESC [REASON...]: ok when no reason is given
+    local desc=$1
+    shift
+    local i=$((${#results[@]} + 1))
+    if [ $# -eq 0 ]; then
+        results+=("ok $i - $desc")
+        return
+    fi
+    failed=$((failed + 1))
+    local line="not ok $i - $desc"
+    for r in "$@"; do line+=$'\n'"#   $r"; done
+    line+=$'\n'"#   command: ${last_cmd}"
+    while IFS= read -r l; do line+=$'\n'"#   stderr: $l"; done <"$tmp/err"
+    while IFS= read -r l; do line+=$'\n'"#   stdout: $l"; done < <(tail -n 5 "$tmp/out")
+    results+=("$line")
+}
+
+run_akt() { # stdout, stderr and status into $tmp/out, $tmp/err, $rc
+    last_cmd="akt $*"
+    timeout 600 "$AKT" "$@" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+}
+
+# check_error DESC WANT_RC FACT... -- ARGS...
+# FACTs are fixed strings the one stderr line must contain (case-insensitive).
+check_error() {
+    local desc=$1 want=$2
+    shift 2
+    local facts=()
+    while [ $# -gt 0 ] && [ "$1" != "--" ]; do
+        facts+=("$1")
+        shift
+    done
+    shift
+    run_akt "$@"
+    local why=()
+    [ "$rc" -eq "$want" ] || why+=("exit status $rc, want $want")
+    local lines
+    lines=$(grep -c '' "$tmp/err")
+    [ "$lines" -eq 1 ] || why+=("stderr has $lines lines, want exactly 1")
+    head -n 1 "$tmp/err" | grep -q '^akt: error: ' || why+=("stderr does not start with 'akt: error: '")
+    for f in "${facts[@]}"; do
+        grep -qiF -- "$f" "$tmp/err" || why+=("stderr does not mention '$f'")
+    done
+    report "$desc" "${why[@]}"
+}
+
+# check_help DESC WORD... -- ARGS...: exit 0 and a usage text on stdout.
+check_help() {
+    local desc=$1
+    shift
+    local words=()
+    while [ $# -gt 0 ] && [ "$1" != "--" ]; do
+        words+=("$1")
+        shift
+    done
+    shift
+    run_akt "$@"
+    local why=()
+    [ "$rc" -eq 0 ] || why+=("exit status $rc, want 0")
+    for w in usage "${words[@]}"; do
+        grep -qiF -- "$w" "$tmp/out" || why+=("stdout does not mention '$w'")
+    done
+    report "$desc" "${why[@]}"
+}
+
+# Broken teachers, made from the real one. A failure to make one is a failure.
+make_teacher() { # make_teacher OUT OP KEY [SHAPE]
+    last_cmd="h5edit $TEACHER $*"
+    : >"$tmp/out"
+    if [ -z "$H5EDIT" ] || [ ! -x "$H5EDIT" ]; then
+        echo "AKT_H5EDIT is not an executable: '$H5EDIT'" >"$tmp/err"
+        return 1
+    fi
+    "$H5EDIT" "$TEACHER" "$@" 2>"$tmp/err"
+}
+
+printf 'this is a text file, not a teacher\n' >"$tmp/text_teacher.h5"
+head -c $((3073 * 2 + 1000)) "$DATA" >"$tmp/truncated.bin"
+
+# --- teacher errors ---------------------------------------------------------
+check_error "missing teacher file" 1 "$tmp/no_teacher.h5" "No such file" -- \
+    eval --teacher "$tmp/no_teacher.h5" --data "$DATA"
+
+check_error "teacher that is not HDF5" 1 "$tmp/text_teacher.h5" "HDF5" -- \
+    eval --teacher "$tmp/text_teacher.h5" --data "$DATA"
+
+KEY=layer2.0.conv1.weight
+if make_teacher "$tmp/dropped.h5" drop "$KEY"; then
+    check_error "teacher without dataset $KEY" 1 "$tmp/dropped.h5" "$KEY" -- \
+        eval --teacher "$tmp/dropped.h5" --data "$DATA"
+else
+    report "teacher without dataset $KEY" "could not make the broken teacher"
+fi
+
+if make_teacher "$tmp/reshaped.h5" reshape "$KEY" 16,32,3,3; then
+    check_error "teacher with $KEY of the wrong shape" 1 "$tmp/reshaped.h5" "$KEY" \
+        "[32,16,3,3]" "[16,32,3,3]" -- \
+        eval --teacher "$tmp/reshaped.h5" --data "$DATA"
+else
+    report "teacher with $KEY of the wrong shape" "could not make the broken teacher"
+fi
+
+# --- data errors ------------------------------------------------------------
+check_error "truncated CIFAR file" 1 "$tmp/truncated.bin" "truncated" -- \
+    eval --teacher "$TEACHER" --data "$tmp/truncated.bin"
+
+check_error "missing data file" 1 "$tmp/no_dir/test_batch.bin" "No such file" -- \
+    eval --teacher "$TEACHER" --data "$tmp/no_dir/test_batch.bin"
+
+# --- usage errors -----------------------------------------------------------
+check_error "unknown option" 2 "--frobnicate" -- \
+    eval --teacher "$TEACHER" --data "$DATA" --frobnicate
+
+check_error "option without its value" 2 "--batch" -- \
+    eval --teacher "$TEACHER" --data "$DATA" --batch
+
+check_error "unknown command" 2 "frobnicate" -- \
+    frobnicate
+
+# --- help -------------------------------------------------------------------
+check_help "akt --help" eval -- --help
+check_help "akt eval --help" --teacher --data -- eval --help
+
+# --- success: the lossless subset gives the published 91.50 -----------------
+# --batch 128 leaves a short last batch (1000 = 7*128 + 104).
+run_akt eval --teacher "$TEACHER" --data "$DATA" --batch 128
+last=$(tail -n 1 "$tmp/out")
+why=()
+[ "$rc" -eq 0 ] || why+=("exit status $rc, want 0")
+[[ $last =~ ^top1=[0-9]+\.[0-9]{2}\ top5=[0-9]+\.[0-9]{2}\ n=[0-9]+$ ]] ||
+    why+=("last stdout line '$last' is not 'top1=XX.XX top5=XX.XX n=N'")
+[[ $last == "top1=91.50 "* ]] || why+=("top1 is not 91.50: '$last'")
+[[ $last == *" n=1000" ]] || why+=("n is not 1000: '$last'")
+report "eval on test_batch_lossless1000.bin: top1=91.50 n=1000" "${why[@]}"
+
+echo "1..${#results[@]}"
+printf '%s\n' "${results[@]}"
+[ "$failed" -eq 0 ]

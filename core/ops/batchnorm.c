@@ -1,1 +1,276 @@
-/* placeholder: being written */
+/* Batch normalisation (running or batch statistics) and per-channel batch statistics.
+ *
+ * x is [N,C,H,W] or [N,C]; channel c's elements are x[(n*C + c)*HW + p].
+ * Every per-channel reduction runs over n then p in that order, in double,
+ * and the loops are parallel over channels only, so results do not depend on
+ * the thread count. */
+#include "internal.h"
+
+/* N, C, HW of a 2-D or 4-D input */
+static void bn_dims(const struct akt_tensor *x, int *N, int *C, int64_t *HW)
+{
+    AKT_ASSERT(x->ndim == 2 || x->ndim == 4);
+    *N = x->shape[0];
+    *C = x->shape[1];
+    *HW = x->ndim == 4 ? (int64_t)x->shape[2] * x->shape[3] : 1;
+}
+
+/* mean[c] and biased var[c] of channel c, two-pass in double */
+static void channel_stats(const float *x, int N, int C, int64_t HW, int c, double *mean,
+                          double *var)
+{
+    double s = 0;
+    for (int n = 0; n < N; n++) {
+        const float *xc = x + ((int64_t)n * C + c) * HW;
+        for (int64_t p = 0; p < HW; p++)
+            s += xc[p];
+    }
+    double M = (double)N * HW;
+    double mu = s / M, v = 0;
+    for (int n = 0; n < N; n++) {
+        const float *xc = x + ((int64_t)n * C + c) * HW;
+        for (int64_t p = 0; p < HW; p++) {
+            double d = xc[p] - mu;
+            v += d * d;
+        }
+    }
+    *mean = mu;
+    *var = v / M;
+}
+
+/* ------------------------------------------------------------ batchnorm --- */
+
+/* y = (x - mean) * invstd * gamma + beta; gamma/beta may be NULL */
+static void bn_apply(float *y, const float *x, const float *mean, const float *invstd,
+                     const float *gamma, const float *beta, int N, int C, int64_t HW, int c)
+{
+    float a = invstd[c] * (gamma ? gamma[c] : 1.0f);
+    float b = beta ? beta[c] : 0.0f;
+    float m = mean[c];
+    for (int n = 0; n < N; n++) {
+        int64_t off = ((int64_t)n * C + c) * HW;
+        for (int64_t p = 0; p < HW; p++)
+            y[off + p] = (x[off + p] - m) * a + b;
+    }
+}
+
+/* Batch mode: fills mean/invstd from the batch and, when running_* are not
+ * NULL, updates them in place (unbiased variance, as PyTorch). */
+static void bn_forward_batch(float *y, float *mean, float *invstd, const float *x,
+                             const float *gamma, const float *beta, float *running_mean,
+                             float *running_var, int N, int C, int64_t HW, float eps,
+                             float momentum)
+{
+    int64_t M = (int64_t)N * HW;
+    AKT_ASSERT(!running_var || M > 1); /* the unbiased variance needs two values */
+    AKT_PARALLEL_FOR((int64_t)C * M)
+    for (int c = 0; c < C; c++) {
+        double mu, var;
+        channel_stats(x, N, C, HW, c, &mu, &var);
+        mean[c] = (float)mu;
+        invstd[c] = (float)(1.0 / sqrt(var + (double)eps));
+        bn_apply(y, x, mean, invstd, gamma, beta, N, C, HW, c);
+        if (running_mean)
+            running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * mu);
+        if (running_var) {
+            double unbiased = var * (double)M / (double)(M - 1);
+            running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * unbiased);
+        }
+    }
+}
+
+/* Eval mode: mean/invstd from the running statistics. */
+static void bn_forward_eval(float *y, float *mean, float *invstd, const float *x,
+                            const float *gamma, const float *beta, const float *running_mean,
+                            const float *running_var, int N, int C, int64_t HW, float eps)
+{
+    AKT_PARALLEL_FOR((int64_t)C * N * HW)
+    for (int c = 0; c < C; c++) {
+        mean[c] = running_mean[c];
+        invstd[c] = (float)(1.0 / sqrt((double)running_var[c] + (double)eps));
+        bn_apply(y, x, mean, invstd, gamma, beta, N, C, HW, c);
+    }
+}
+
+/* Accumulates into dx, dgamma, dbeta (each may be NULL). In batch mode the
+ * statistics depend on x, which adds the two mean terms to dx:
+ *   dx = invstd * (g - mean(g) - xhat * mean(g * xhat)),  g = dy * gamma. */
+static void bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
+                        const float *mean, const float *invstd, const float *gamma, int N, int C,
+                        int64_t HW, int batch_mode)
+{
+    double M = (double)N * HW;
+    AKT_PARALLEL_FOR((int64_t)C * N * HW)
+    for (int c = 0; c < C; c++) {
+        float m = mean[c], is = invstd[c], gm = gamma ? gamma[c] : 1.0f;
+        double sdy = 0, sdyx = 0; /* sum dy, sum dy * xhat */
+        if (dgamma || dbeta || (dx && batch_mode)) {
+            for (int n = 0; n < N; n++) {
+                int64_t off = ((int64_t)n * C + c) * HW;
+                for (int64_t p = 0; p < HW; p++) {
+                    double xhat = (double)(x[off + p] - m) * is;
+                    sdy += dy[off + p];
+                    sdyx += dy[off + p] * xhat;
+                }
+            }
+        }
+        if (dgamma)
+            dgamma[c] += (float)sdyx;
+        if (dbeta)
+            dbeta[c] += (float)sdy;
+        if (!dx)
+            continue;
+        float a = is * gm;
+        if (!batch_mode) {
+            for (int n = 0; n < N; n++) {
+                int64_t off = ((int64_t)n * C + c) * HW;
+                for (int64_t p = 0; p < HW; p++)
+                    dx[off + p] += dy[off + p] * a;
+            }
+            continue;
+        }
+        double mdy = sdy / M, mdyx = sdyx / M;
+        for (int n = 0; n < N; n++) {
+            int64_t off = ((int64_t)n * C + c) * HW;
+            for (int64_t p = 0; p < HW; p++) {
+                double xhat = (double)(x[off + p] - m) * is;
+                dx[off + p] += (float)(a * (dy[off + p] - mdy - xhat * mdyx));
+            }
+        }
+    }
+}
+
+static void bn_bw(struct akt_tape *t, const struct akt_node *n)
+{
+    (void)t;
+    struct akt_tensor *x = n->in[0], *g = n->in[1], *b = n->in[2];
+    bn_backward(x->requires_grad ? x->grad : NULL, g && g->requires_grad ? g->grad : NULL,
+                b && b->requires_grad ? b->grad : NULL, n->out->grad, x->data, n->saved[0],
+                n->saved[1], g ? g->data : NULL, n->ip[0], n->ip[1], (int64_t)n->ip[2] * n->ip[3],
+                n->ip[4]);
+}
+
+struct akt_tensor *akt_batchnorm(struct akt_tape *t, struct akt_tensor *x,
+                                 const struct akt_bn_params *p, enum akt_bn_mode mode)
+{
+    int N, C;
+    int64_t HW;
+    bn_dims(x, &N, &C, &HW);
+    AKT_ASSERT(!p->gamma || p->gamma->n == C);
+    AKT_ASSERT(!p->beta || p->beta->n == C);
+    AKT_ASSERT(mode == AKT_BN_EVAL || mode == AKT_BN_BATCH);
+    struct akt_tensor *y = akt_tensor_new(t, x->ndim, x->shape, 0);
+    /* kept in the arena: backward needs the statistics the forward used,
+     * even after the running stats have moved */
+    float *mean = akt_tape_alloc(t, (size_t)C * sizeof(float));
+    float *invstd = akt_tape_alloc(t, (size_t)C * sizeof(float));
+    const float *gd = p->gamma ? p->gamma->data : NULL, *bd = p->beta ? p->beta->data : NULL;
+    if (mode == AKT_BN_EVAL) {
+        AKT_ASSERT(p->running_mean && p->running_var);
+        bn_forward_eval(y->data, mean, invstd, x->data, gd, bd, p->running_mean, p->running_var,
+                        N, C, HW, p->eps);
+    } else {
+        bn_forward_batch(y->data, mean, invstd, x->data, gd, bd, p->running_mean, p->running_var,
+                         N, C, HW, p->eps, p->momentum);
+    }
+    struct akt_node *nd = akt_tape_push(t, bn_bw, mode == AKT_BN_EVAL ? "batchnorm_eval" :
+                                        "batchnorm_batch", y, x, p->gamma, p->beta, NULL);
+    if (nd) {
+        nd->saved[0] = mean;
+        nd->saved[1] = invstd;
+        nd->ip[0] = N;
+        nd->ip[1] = C;
+        /* HW split in two ints so 4-D maps of any size fit */
+        nd->ip[2] = x->ndim == 4 ? x->shape[2] : 1;
+        nd->ip[3] = x->ndim == 4 ? x->shape[3] : 1;
+        nd->ip[4] = mode == AKT_BN_BATCH;
+    }
+    return y;
+}
+
+/* ---------------------------------------------------------- batch stats --- */
+
+static void stats_forward(float *mean, float *var, const float *x, int N, int C, int64_t HW)
+{
+    AKT_PARALLEL_FOR((int64_t)C * N * HW)
+    for (int c = 0; c < C; c++) {
+        double mu, v;
+        channel_stats(x, N, C, HW, c, &mu, &v);
+        mean[c] = (float)mu;
+        var[c] = (float)v;
+    }
+}
+
+/* d mean_c / dx = 1/M */
+static void mean_backward(float *dx, const float *dmean, int N, int C, int64_t HW)
+{
+    float inv = (float)(1.0 / ((double)N * HW));
+    AKT_PARALLEL_FOR((int64_t)C * N * HW)
+    for (int c = 0; c < C; c++) {
+        float g = dmean[c] * inv;
+        for (int n = 0; n < N; n++) {
+            float *d = dx + ((int64_t)n * C + c) * HW;
+            for (int64_t p = 0; p < HW; p++)
+                d[p] += g;
+        }
+    }
+}
+
+/* d var_c / dx = 2 (x - mean_c) / M; the path through the mean sums to zero */
+static void var_backward(float *dx, const float *dvar, const float *x, const float *mean, int N,
+                         int C, int64_t HW)
+{
+    double M = (double)N * HW;
+    AKT_PARALLEL_FOR((int64_t)C * N * HW)
+    for (int c = 0; c < C; c++) {
+        double g = 2.0 * dvar[c] / M;
+        float m = mean[c];
+        for (int n = 0; n < N; n++) {
+            int64_t off = ((int64_t)n * C + c) * HW;
+            for (int64_t p = 0; p < HW; p++)
+                dx[off + p] += (float)(g * (double)(x[off + p] - m));
+        }
+    }
+}
+
+static void stats_mean_bw(struct akt_tape *t, const struct akt_node *n)
+{
+    (void)t;
+    mean_backward(n->in[0]->grad, n->out->grad, n->ip[0], n->ip[1], (int64_t)n->ip[2] * n->ip[3]);
+}
+
+static void stats_var_bw(struct akt_tape *t, const struct akt_node *n)
+{
+    (void)t;
+    var_backward(n->in[0]->grad, n->out->grad, n->in[0]->data, n->saved[0], n->ip[0], n->ip[1],
+                 (int64_t)n->ip[2] * n->ip[3]);
+}
+
+void akt_batch_stats(struct akt_tape *t, struct akt_tensor *x, struct akt_tensor **mean,
+                     struct akt_tensor **var)
+{
+    int N, C;
+    int64_t HW;
+    bn_dims(x, &N, &C, &HW);
+    struct akt_tensor *mu = akt_tensor_newv(t, 0, 1, C);
+    struct akt_tensor *v = akt_tensor_newv(t, 0, 1, C);
+    stats_forward(mu->data, v->data, x->data, N, C, HW);
+    int h = x->ndim == 4 ? x->shape[2] : 1, w = x->ndim == 4 ? x->shape[3] : 1;
+    struct akt_node *nd = akt_tape_push(t, stats_mean_bw, "batch_mean", mu, x, NULL, NULL, NULL);
+    if (nd) {
+        nd->ip[0] = N;
+        nd->ip[1] = C;
+        nd->ip[2] = h;
+        nd->ip[3] = w;
+    }
+    nd = akt_tape_push(t, stats_var_bw, "batch_var", v, x, NULL, NULL, NULL);
+    if (nd) {
+        nd->saved[0] = mu->data; /* arena memory, stable until reset */
+        nd->ip[0] = N;
+        nd->ip[1] = C;
+        nd->ip[2] = h;
+        nd->ip[3] = w;
+    }
+    *mean = mu;
+    *var = v;
+}

@@ -55,10 +55,20 @@ struct akt_param *akt_resnet_param(const struct akt_resnet *m, const char *name)
 /* A tensor over a parameter (with its grad pointer when grad is set). */
 struct akt_tensor akt_resnet_tensor(const struct akt_resnet *m, const struct akt_param *p, int grad);
 
+/* Hooks that turn the FP network into a fake-quantized student: weight()
+ * sees every conv/FC weight before use (param = its index in m->params),
+ * act() every ReLU output (index 0..18 in forward order). NULL = identity. */
+struct akt_quant_hooks {
+    struct akt_tensor *(*weight)(void *ctx, struct akt_tape *t, int param, struct akt_tensor *w);
+    struct akt_tensor *(*act)(void *ctx, struct akt_tape *t, int index, struct akt_tensor *x);
+    void *ctx;
+};
+#define AKT_RESNET_ACTS 19
+
 struct akt_resnet_opts {
     int bn_batch;     /* 1: BN uses batch statistics and updates running stats */
     int param_grads;  /* 1: weights (not buffers) get gradients */
-    void *quant;      /* fake-quantization state of a student, NULL for FP */
+    const struct akt_quant_hooks *quant; /* NULL for the FP network */
 };
 
 struct akt_resnet_out {

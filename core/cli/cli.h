@@ -1,0 +1,20 @@
+/* Subcommands of the akt binary. Each returns the process exit status:
+ * 0 success, 1 runtime error (message printed), 2 usage error. */
+#ifndef AKT_CLI_H
+#define AKT_CLI_H
+
+#include "akt/base.h"
+
+int akt_cmd_eval(int argc, char **argv);
+int akt_cmd_bench(int argc, char **argv);
+
+/* Shared helpers (cli/main.c). */
+int akt_cli_fail(const struct akt_error *e);            /* prints, returns 1 */
+int akt_cli_usage_error(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));              /* prints, returns 2 */
+/* Integer option value in [lo, hi]; on failure prints a usage error. */
+int akt_cli_int(const char *cmd, const char *opt, const char *val, int lo, int hi, int *out);
+/* Default data paths under $AKT_DATA (NULL when unset). */
+const char *akt_cli_default_path(const char *rel, char *buf, size_t n);
+
+#endif

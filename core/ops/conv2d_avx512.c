@@ -1,0 +1,395 @@
+/* AVX-512 stride-1 convolution kernels (forward, input gradient, weight
+ * gradient), compiled with function-level target attributes and only called
+ * when akt_have_avx512() says so.
+ *
+ * Layout trick: each image is copied, zero-padded, to planes of width
+ * pw = W + 2*pad. The output is computed on the same row width: output
+ * position q = oy*pw + ox (ox < Wo valid, the rest discarded), so tap
+ * (ky,kx) of input channel ci reads xpad[ci][q + ky*pw + kx] -- one
+ * contiguous stream per tap. The convolution becomes a 1-D one: a GEMM whose
+ * B operand is read straight from the padded image with unaligned loads
+ * (no im2col, no packing of B). Cost: (pw - Wo)/pw wasted columns.
+ *
+ *   forward  y[co][q]  = sum_k wp[k][co] * xpad[ci(k)][q + off(k)]
+ *            tile: 8 output channels x 48 positions (24 zmm accumulators)
+ *   dx       the same kernel on dy padded by kh-1-pad with the weights
+ *            transposed and flipped (a stride-1 conv's adjoint is a conv)
+ *   dw       dw[co][k] = sum_q dyg[co][q] * xpad[ci(k)][q + off(k)], dyg = dy on
+ *            the pw grid with zero columns; tile 4 channels x 6 taps of
+ *            16-lane partial sums, reduced after a group of images.
+ *
+ * Threads: images are split into fixed contiguous ranges (one per thread);
+ * dw partials per thread are added in thread order, so results are
+ * bit-identical for a given thread count. */
+#include "gemm.h"
+
+#include "akt/base.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
+
+#define MR 8   /* output channels per forward tile */
+#define VL 16  /* floats per zmm */
+
+struct pgeom {
+    int C, H, W, pad; /* input planes */
+    int kh, kw;
+    int pw, ph;       /* padded plane width, height */
+    int Ho, Wo;
+    int Q, Qr;        /* Ho*pw output grid, rounded up to VL */
+    size_t L;         /* floats per padded plane */
+    size_t nbuf;      /* floats per padded image, slack for tile overrun */
+};
+
+static struct pgeom pgeom_make(int C, int H, int W, int kh, int kw, int pad)
+{
+    struct pgeom g;
+    g.C = C, g.H = H, g.W = W, g.pad = pad, g.kh = kh, g.kw = kw;
+    g.pw = W + 2 * pad;
+    g.ph = H + 2 * pad;
+    g.Ho = g.ph - kh + 1;
+    g.Wo = g.pw - kw + 1;
+    g.Q = g.Ho * g.pw;
+    g.Qr = (g.Q + VL - 1) / VL * VL;
+    g.L = (size_t)g.ph * g.pw;
+    /* tiles round q up to 3*VL; reads of discarded positions may run past
+     * the last plane */
+    g.nbuf = (size_t)C * g.L + 3 * VL + (size_t)kh * g.pw + kw + VL;
+    return g;
+}
+
+/* One image [C][H][W] into the padded layout (borders and slack zero). */
+static void pad_image(float *dst, const float *src, const struct pgeom *g)
+{
+    int p = g->pad, pw = g->pw;
+    for (int c = 0; c < g->C; c++) {
+        float *d = dst + (size_t)c * g->L;
+        const float *s = src + (size_t)c * g->H * g->W;
+        memset(d, 0, (size_t)p * pw * sizeof(float));
+        for (int y = 0; y < g->H; y++) {
+            float *dr = d + (size_t)(y + p) * pw;
+            for (int x = 0; x < p; x++)
+                dr[x] = 0.0f;
+            memcpy(dr + p, s + (size_t)y * g->W, (size_t)g->W * sizeof(float));
+            for (int x = p + g->W; x < pw; x++)
+                dr[x] = 0.0f;
+        }
+        memset(d + (size_t)(g->H + p) * pw, 0, (size_t)p * pw * sizeof(float));
+    }
+    memset(dst + (size_t)g->C * g->L, 0, (g->nbuf - (size_t)g->C * g->L) * sizeof(float));
+}
+
+/* Thread count and this thread's image range [*n0, *n1). */
+static int nthreads_for(int N)
+{
+    int T = akt_threads_get();
+    return T < 1 ? 1 : (T > N ? N : T);
+}
+
+static void my_range(int N, int T, int tid, int *n0, int *n1)
+{
+    *n0 = (int)((int64_t)N * tid / T);
+    *n1 = (int)((int64_t)N * (tid + 1) / T);
+}
+
+/* ------------------------------------------------------------ forward --- */
+
+/* acc[r][v] += wp[k][r] * x[off[k] + v*VL] for k < K; then stored to
+ * out + r*ostride + v*VL. NV vectors (1..3) per row. */
+static inline __attribute__((always_inline)) AVX512 void
+fwd_tile(const float *xb, const int *off, int K, const float *wp, float *out, size_t ostride,
+         const int NV)
+{
+    __m512 acc[MR][3];
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < 3; v++)
+            acc[r][v] = _mm512_setzero_ps();
+    for (int k = 0; k < K; k++) {
+        const float *s = xb + off[k];
+        __m512 b0 = _mm512_loadu_ps(s);
+        __m512 b1 = NV > 1 ? _mm512_loadu_ps(s + VL) : b0;
+        __m512 b2 = NV > 2 ? _mm512_loadu_ps(s + 2 * VL) : b0;
+        const float *a = wp + (size_t)k * MR;
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; r++) {
+            __m512 ar = _mm512_set1_ps(a[r]);
+            acc[r][0] = _mm512_fmadd_ps(ar, b0, acc[r][0]);
+            if (NV > 1)
+                acc[r][1] = _mm512_fmadd_ps(ar, b1, acc[r][1]);
+            if (NV > 2)
+                acc[r][2] = _mm512_fmadd_ps(ar, b2, acc[r][2]);
+        }
+    }
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < NV; v++)
+            _mm512_storeu_ps(out + r * ostride + v * VL, acc[r][v]);
+}
+
+static AVX512 void fwd_tile3(const float *xb, const int *off, int K, const float *wp, float *out,
+                             size_t os)
+{
+    fwd_tile(xb, off, K, wp, out, os, 3);
+}
+static AVX512 void fwd_tile2(const float *xb, const int *off, int K, const float *wp, float *out,
+                             size_t os)
+{
+    fwd_tile(xb, off, K, wp, out, os, 2);
+}
+static AVX512 void fwd_tile1(const float *xb, const int *off, int K, const float *wp, float *out,
+                             size_t os)
+{
+    fwd_tile(xb, off, K, wp, out, os, 1);
+}
+
+/* wp[ob][k][r] = weight of output o = ob*MR + r, input i, tap (ky,kx),
+ * k = (i*kh + ky)*kw + kx; zero for o >= O. flip: the adjoint conv, whose
+ * weight is w[i][o][kh-1-ky][kw-1-kx] of the original w [I][O][kh][kw]. */
+static void pack_weights(float *wp, const float *w, int O, int I, int kh, int kw, int flip)
+{
+    int K = I * kh * kw, OB = (O + MR - 1) / MR;
+    for (int ob = 0; ob < OB; ob++)
+        for (int i = 0; i < I; i++)
+            for (int ky = 0; ky < kh; ky++)
+                for (int kx = 0; kx < kw; kx++) {
+                    int k = (i * kh + ky) * kw + kx;
+                    float *d = wp + ((size_t)ob * K + k) * MR;
+                    for (int r = 0; r < MR; r++) {
+                        int o = ob * MR + r;
+                        float v = 0.0f;
+                        if (o < O)
+                            v = flip ? w[(((size_t)i * O + o) * kh + (kh - 1 - ky)) * kw + (kw - 1 - kx)]
+                                     : w[(((size_t)o * I + i) * kh + ky) * kw + kx];
+                        d[r] = v;
+                    }
+                }
+}
+
+static void tap_offsets(int *off, const struct pgeom *g)
+{
+    for (int i = 0; i < g->C; i++)
+        for (int ky = 0; ky < g->kh; ky++)
+            for (int kx = 0; kx < g->kw; kx++)
+                off[(i * g->kh + ky) * g->kw + kx] = (int)(i * g->L + (size_t)ky * g->pw + kx);
+}
+
+/* One image: out[o][oy][ox] (+)= conv + bias, from the padded image xp. */
+static AVX512 void fwd_image(float *out, const float *xp, const float *wp, const int *off,
+                             const float *bias, int O, const struct pgeom *g, float *yg,
+                             int accumulate)
+{
+    int K = g->C * g->kh * g->kw, OB = (O + MR - 1) / MR;
+    int T3 = 3 * VL;
+    size_t ys = (size_t)g->Qr + 2 * VL; /* grid row stride, room for a 3-vector tail */
+    for (int ob = 0; ob < OB; ob++) {
+        const float *w = wp + (size_t)ob * K * MR;
+        float *yo = yg + (size_t)ob * MR * ys;
+        int q = 0;
+        for (; q + T3 <= g->Qr; q += T3)
+            fwd_tile3(xp + q, off, K, w, yo + q, ys);
+        int rest = (g->Qr - q) / VL;
+        if (rest == 2)
+            fwd_tile2(xp + q, off, K, w, yo + q, ys);
+        else if (rest == 1)
+            fwd_tile1(xp + q, off, K, w, yo + q, ys);
+    }
+    /* compact the valid columns into NCHW, adding bias */
+    for (int o = 0; o < O; o++) {
+        const float *src = yg + (size_t)o * ys;
+        float *dst = out + (size_t)o * g->Ho * g->Wo;
+        float b = bias ? bias[o] : 0.0f;
+        for (int y = 0; y < g->Ho; y++) {
+            const float *s = src + (size_t)y * g->pw;
+            float *d = dst + (size_t)y * g->Wo;
+            if (accumulate)
+                for (int x = 0; x < g->Wo; x++)
+                    d[x] += s[x] + b;
+            else
+                for (int x = 0; x < g->Wo; x++)
+                    d[x] = s[x] + b;
+        }
+    }
+}
+
+/* in [N][I][H][W] -> out [N][O][Ho][Wo]; wp packed (pack_weights). */
+static void conv_direct(float *out, const float *in, const float *wp, const float *bias, int N,
+                        int I, int H, int W, int O, int kh, int kw, int pad, int accumulate)
+{
+    struct pgeom g = pgeom_make(I, H, W, kh, kw, pad);
+    int K = I * kh * kw, OB = (O + MR - 1) / MR;
+    int *off = (int *)akt_scratch(1, (size_t)K);
+    tap_offsets(off, &g);
+    size_t ys = (size_t)g.Qr + 2 * VL;
+    int T = nthreads_for(N);
+#ifdef _OPENMP
+#pragma omp parallel num_threads(T) if (T > 1)
+#endif
+    {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        int n0, n1;
+        my_range(N, T, tid, &n0, &n1);
+        float *xp = akt_scratch(2, g.nbuf);
+        float *yg = akt_scratch(3, (size_t)OB * MR * ys);
+        for (int n = n0; n < n1; n++) {
+            pad_image(xp, in + (size_t)n * I * H * W, &g);
+            fwd_image(out + (size_t)n * O * g.Ho * g.Wo, xp, wp, off, bias, O, &g, yg, accumulate);
+        }
+    }
+}
+
+void akt_conv_s1_forward_avx512(float *y, const float *x, const float *w, const float *bias,
+                                int N, int Cin, int H, int W, int Cout, int kh, int kw, int pad)
+{
+    int K = Cin * kh * kw, OB = (Cout + MR - 1) / MR;
+    float *wp = akt_scratch(0, (size_t)OB * K * MR);
+    pack_weights(wp, w, Cout, Cin, kh, kw, 0);
+    conv_direct(y, x, wp, bias, N, Cin, H, W, Cout, kh, kw, pad, 0);
+}
+
+void akt_conv_s1_dinput_avx512(float *dx, const float *dy, const float *w, int N, int Cin, int H,
+                               int W, int Cout, int kh, int kw, int pad)
+{
+    int Ho = H + 2 * pad - kh + 1, Wo = W + 2 * pad - kw + 1;
+    int K = Cout * kh * kw, OB = (Cin + MR - 1) / MR;
+    float *wp = akt_scratch(0, (size_t)OB * K * MR);
+    pack_weights(wp, w, Cin, Cout, kh, kw, 1);
+    /* the full correlation of dy with the flipped kernel: pad kh-1-pad; a
+     * negative pad (pad > k-1) does not occur for the shapes we allow */
+    conv_direct(dx, dy, wp, NULL, N, Cout, Ho, Wo, Cin, kh, kw, kh - 1 - pad, 1);
+}
+
+/* ------------------------------------------------------- weight grad --- */
+
+#define DR 4 /* output channels per dw tile */
+#define DK 6 /* taps per dw tile */
+
+/* acc[r][j] += dy[r][q] * x[off[j] + q] over q in [0, Qr) step VL, for
+ * nimg images; then horizontally summed and added to dw rows. */
+static AVX512 void dw_tile(float *dwp, size_t dw_ld, const float *const *dyg, size_t dys,
+                           const float *const *xp, const int *off, int nr, int nk, int Qr,
+                           int nimg)
+{
+    __m512 acc[DR][DK];
+    for (int r = 0; r < DR; r++)
+        for (int j = 0; j < DK; j++)
+            acc[r][j] = _mm512_setzero_ps();
+    int o[DK];
+    for (int j = 0; j < DK; j++)
+        o[j] = off[j < nk ? j : nk - 1]; /* unused lanes repeat a valid tap */
+    for (int m = 0; m < nimg; m++) {
+        const float *d0 = dyg[m], *x = xp[m];
+        const float *d1 = d0 + (nr > 1 ? dys : 0), *d2 = d0 + (nr > 2 ? 2 * dys : 0),
+                    *d3 = d0 + (nr > 3 ? 3 * dys : 0);
+        for (int q = 0; q < Qr; q += VL) {
+            __m512 a0 = _mm512_load_ps(d0 + q), a1 = _mm512_load_ps(d1 + q);
+            __m512 a2 = _mm512_load_ps(d2 + q), a3 = _mm512_load_ps(d3 + q);
+#pragma GCC unroll 6
+            for (int j = 0; j < DK; j++) {
+                __m512 b = _mm512_loadu_ps(x + o[j] + q);
+                acc[0][j] = _mm512_fmadd_ps(a0, b, acc[0][j]);
+                acc[1][j] = _mm512_fmadd_ps(a1, b, acc[1][j]);
+                acc[2][j] = _mm512_fmadd_ps(a2, b, acc[2][j]);
+                acc[3][j] = _mm512_fmadd_ps(a3, b, acc[3][j]);
+            }
+        }
+    }
+    for (int r = 0; r < nr; r++)
+        for (int j = 0; j < nk; j++)
+            dwp[r * dw_ld + j] += _mm512_reduce_add_ps(acc[r][j]);
+}
+
+/* dy [N][O][Ho][Wo] onto the pw grid (zero columns ox >= Wo, zero tail). */
+static void grid_image(float *dst, const float *dy, int O, const struct pgeom *g, size_t dys)
+{
+    for (int o = 0; o < O; o++) {
+        float *d = dst + (size_t)o * dys;
+        const float *s = dy + (size_t)o * g->Ho * g->Wo;
+        for (int y = 0; y < g->Ho; y++) {
+            memcpy(d + (size_t)y * g->pw, s + (size_t)y * g->Wo, (size_t)g->Wo * sizeof(float));
+            for (int x = g->Wo; x < g->pw; x++)
+                d[(size_t)y * g->pw + x] = 0.0f;
+        }
+        for (size_t q = (size_t)g->Q; q < dys; q++)
+            d[q] = 0.0f;
+    }
+}
+
+#define MAX_GROUP 64
+
+void akt_conv_s1_dweight_avx512(float *dw, const float *dy, const float *x, int N, int Cin, int H,
+                                int W, int Cout, int kh, int kw, int pad)
+{
+    struct pgeom g = pgeom_make(Cin, H, W, kh, kw, pad);
+    int K = Cin * kh * kw;
+    size_t dys = (size_t)g.Qr; /* multiple of VL: aligned rows */
+    size_t dyimg = (size_t)Cout * dys;
+    size_t ximg = (g.nbuf + VL - 1) / VL * VL;
+    /* images per group: enough positions per tile to amortise the final
+     * horizontal sums, bounded by the cache footprint */
+    int G = (1024 + g.Q - 1) / g.Q;
+    size_t per = (dyimg + ximg) * sizeof(float);
+    while (G > 1 && (size_t)G * per > (size_t)768 * 1024)
+        G--;
+    if (G > MAX_GROUP)
+        G = MAX_GROUP;
+    int *off = (int *)akt_scratch(1, (size_t)K);
+    tap_offsets(off, &g);
+    int T = nthreads_for(N);
+    float *part = akt_scratch(0, (size_t)T * Cout * K);
+    memset(part, 0, (size_t)T * Cout * K * sizeof(float));
+#ifdef _OPENMP
+#pragma omp parallel num_threads(T) if (T > 1)
+#endif
+    {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        int n0, n1;
+        my_range(N, T, tid, &n0, &n1);
+        float *buf = akt_scratch(2, (size_t)G * (dyimg + ximg));
+        float *pd = part + (size_t)tid * Cout * K;
+        const float *dyp[MAX_GROUP], *xpp[MAX_GROUP];
+        for (int m0 = n0; m0 < n1; m0 += G) {
+            int ng = n1 - m0 < G ? n1 - m0 : G;
+            for (int m = 0; m < ng; m++) {
+                float *xb = buf + (size_t)m * (dyimg + ximg);
+                float *db = xb + ximg;
+                pad_image(xb, x + (size_t)(m0 + m) * Cin * H * W, &g);
+                grid_image(db, dy + (size_t)(m0 + m) * Cout * g.Ho * g.Wo, Cout, &g, dys);
+                xpp[m] = xb;
+                dyp[m] = db;
+            }
+            for (int r0 = 0; r0 < Cout; r0 += DR) {
+                int nr = Cout - r0 < DR ? Cout - r0 : DR;
+                const float *dyr[MAX_GROUP];
+                for (int m = 0; m < ng; m++)
+                    dyr[m] = dyp[m] + (size_t)r0 * dys;
+                for (int k0 = 0; k0 < K; k0 += DK) {
+                    int nk = K - k0 < DK ? K - k0 : DK;
+                    dw_tile(pd + (size_t)r0 * K + k0, (size_t)K, dyr, dys, xpp, off + k0, nr, nk,
+                            g.Qr, ng);
+                }
+            }
+        }
+    }
+    /* fixed-order reduction of the per-thread partials */
+    for (int t = 0; t < T; t++) {
+        const float *pd = part + (size_t)t * Cout * K;
+        for (size_t i = 0; i < (size_t)Cout * K; i++)
+            dw[i] += pd[i];
+    }
+}
+
+#endif /* x86-64 */
