@@ -53,6 +53,8 @@ void akt_tape_reset(struct akt_tape *t)
     t->n_nodes = 0;
 }
 
+void akt_tape_clear_records(struct akt_tape *t) { t->n_nodes = 0; }
+
 void akt_tape_free(struct akt_tape *t)
 {
     akt_arena_free(&t->arena);

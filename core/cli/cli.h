@@ -7,6 +7,8 @@
 
 int akt_cmd_eval(int argc, char **argv);
 int akt_cmd_bench(int argc, char **argv);
+int akt_cmd_train(int argc, char **argv);
+int akt_cmd_plugins(int argc, char **argv);
 
 /* Shared helpers (cli/main.c). */
 int akt_cli_fail(const struct akt_error *e);            /* prints, returns 1 */

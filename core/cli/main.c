@@ -13,6 +13,8 @@ static const char *USAGE =
     "generator and loss plugins.\n"
     "\n"
     "commands:\n"
+    "  train   one zero-shot quantization run (generator + loss plugins)\n"
+    "  plugins list the generator and loss plugins and their parameters\n"
     "  eval    top-1/top-5 accuracy of a teacher on a CIFAR binary file\n"
     "  bench   speed of ResNet-20 forward and training steps\n"
     "\n"
@@ -79,6 +81,10 @@ int main(int argc, char **argv)
         return akt_cmd_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench"))
         return akt_cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "train"))
+        return akt_cmd_train(argc - 1, argv + 1);
+    if (!strcmp(cmd, "plugins"))
+        return akt_cmd_plugins(argc - 1, argv + 1);
     fprintf(stderr, "akt: error: unknown command '%s' (see 'akt --help')\n", cmd);
     return 2;
 }

@@ -6,8 +6,8 @@
  *   dx        dcol[K,P]     = w^T dy_n, then col2im adds into dx_n
  * A 1x1 stride-1 unpadded conv skips im2col (col_n is x_n itself).
  *
- * AVX-512 path (conv2d_avx512.c): stride-1 convolutions as direct 1-D
- * convolutions on a zero-padded copy; see there. */
+ * AVX-512 path (conv2d_avx512.c): direct convolutions as 1-D convolutions
+ * on a zero-padded (phase-split for stride > 1) copy; see there. */
 #include "internal.h"
 #include "gemm.h"
 
@@ -111,10 +111,25 @@ static void conv_backward_gemm(float *dx, float *dw, const float *dy, const floa
 
 /* ------------------------------------------------------------ kernels --- */
 
+static int use_direct(const struct conv_geom *g)
+{
+    (void)g; /* every geometry is supported by the direct kernels */
+#if defined(__x86_64__) && defined(__GNUC__)
+    return akt_have_avx512();
+#else
+    return 0;
+#endif
+}
+
 /* y = conv(x, w) + bias (bias may be NULL) */
 static void conv2d_forward(float *y, const float *x, const float *w, const float *bias,
                            const struct conv_geom *g)
 {
+    if (use_direct(g)) {
+        akt_conv_forward_avx512(y, x, w, bias, g->N, g->Cin, g->H, g->W, g->Cout, g->kh, g->kw,
+                                g->stride, g->pad);
+        return;
+    }
     conv_forward_gemm(y, x, w, g);
     if (bias) {
         int P = g->Ho * g->Wo;
@@ -132,8 +147,16 @@ static void conv2d_forward(float *y, const float *x, const float *w, const float
 static void conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                             const float *w, const struct conv_geom *g)
 {
-    if (dx || dw)
+    if (use_direct(g)) {
+        if (dw)
+            akt_conv_dweight_avx512(dw, dy, x, g->N, g->Cin, g->H, g->W, g->Cout, g->kh, g->kw,
+                                    g->stride, g->pad);
+        if (dx)
+            akt_conv_dinput_avx512(dx, dy, w, g->N, g->Cin, g->H, g->W, g->Cout, g->kh, g->kw,
+                                   g->stride, g->pad);
+    } else if (dx || dw) {
         conv_backward_gemm(dx, dw, dy, x, w, g);
+    }
     if (db) {
         int P = g->Ho * g->Wo;
         for (int c = 0; c < g->Cout; c++) {

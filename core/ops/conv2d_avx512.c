@@ -41,51 +41,84 @@
 #define VL 16  /* floats per zmm */
 
 struct pgeom {
-    int C, H, W, pad; /* input planes */
+    int C, H, W, pad, s; /* input planes, padding, stride */
     int kh, kw;
-    int pw, ph;       /* padded plane width, height */
+    int npy, npx;        /* phases built per channel: min(s,kh) x min(s,kw) */
+    int pws, phs;        /* phase plane width, height */
     int Ho, Wo;
-    int Q, Qr;        /* Ho*pw output grid, rounded up to VL */
-    size_t L;         /* floats per padded plane */
-    size_t nbuf;      /* floats per padded image, slack for tile overrun */
+    int Q, Qr;           /* Ho*pws output grid, rounded up to VL */
+    size_t L;            /* floats per phase plane */
+    size_t nbuf;         /* floats per padded image, slack for tile overrun */
 };
 
-static struct pgeom pgeom_make(int C, int H, int W, int kh, int kw, int pad)
+/* Stride s: the padded image is split into s x s phase planes
+ * P[c][py][px][i][j] = xpad[c][i*s+py][j*s+px], so tap (ky,kx) of output
+ * (oy,ox) is P[c][ky%s][kx%s][oy + ky/s][ox + kx/s]: again one contiguous
+ * stream per tap on a grid of width pws. Stride 1 is the single phase. */
+static struct pgeom pgeom_make(int C, int H, int W, int kh, int kw, int pad, int s)
 {
     struct pgeom g;
-    g.C = C, g.H = H, g.W = W, g.pad = pad, g.kh = kh, g.kw = kw;
-    g.pw = W + 2 * pad;
-    g.ph = H + 2 * pad;
-    g.Ho = g.ph - kh + 1;
-    g.Wo = g.pw - kw + 1;
-    g.Q = g.Ho * g.pw;
+    g.C = C, g.H = H, g.W = W, g.pad = pad, g.s = s, g.kh = kh, g.kw = kw;
+    int pw = W + 2 * pad, ph = H + 2 * pad;
+    g.npy = s < kh ? s : kh;
+    g.npx = s < kw ? s : kw;
+    g.pws = (pw + s - 1) / s;
+    g.phs = (ph + s - 1) / s;
+    g.Ho = (ph - kh) / s + 1;
+    g.Wo = (pw - kw) / s + 1;
+    g.Q = g.Ho * g.pws;
     g.Qr = (g.Q + VL - 1) / VL * VL;
-    g.L = (size_t)g.ph * g.pw;
-    /* tiles round q up to 3*VL; reads of discarded positions may run past
-     * the last plane */
-    g.nbuf = (size_t)C * g.L + 3 * VL + (size_t)kh * g.pw + kw + VL;
+    g.L = (size_t)g.phs * g.pws;
+    /* tiles round q up to whole vectors; reads of discarded positions may
+     * run past the last plane */
+    g.nbuf = (size_t)C * g.npy * g.npx * g.L + 4 * VL + 2 * (size_t)g.pws + 2 * (size_t)kw;
     return g;
 }
 
-/* One image [C][H][W] into the padded layout (borders and slack zero). */
+static size_t plane_of(const struct pgeom *g, int c, int py, int px)
+{
+    return (((size_t)c * g->npy + py) * g->npx + px) * g->L;
+}
+
+/* One image [C][H][W] into the padded phase layout (borders, slack zero). */
 static void pad_image(float *dst, const float *src, const struct pgeom *g)
 {
-    int p = g->pad, pw = g->pw;
+    int p = g->pad, s = g->s;
+    memset(dst, 0, g->nbuf * sizeof(float));
     for (int c = 0; c < g->C; c++) {
-        float *d = dst + (size_t)c * g->L;
-        const float *s = src + (size_t)c * g->H * g->W;
-        memset(d, 0, (size_t)p * pw * sizeof(float));
-        for (int y = 0; y < g->H; y++) {
-            float *dr = d + (size_t)(y + p) * pw;
-            for (int x = 0; x < p; x++)
-                dr[x] = 0.0f;
-            memcpy(dr + p, s + (size_t)y * g->W, (size_t)g->W * sizeof(float));
-            for (int x = p + g->W; x < pw; x++)
-                dr[x] = 0.0f;
+        const float *sc = src + (size_t)c * g->H * g->W;
+        if (s == 1) {
+            float *d = dst + plane_of(g, c, 0, 0);
+            for (int y = 0; y < g->H; y++)
+                memcpy(d + (size_t)(y + p) * g->pws + p, sc + (size_t)y * g->W,
+                       (size_t)g->W * sizeof(float));
+            continue;
         }
-        memset(d + (size_t)(g->H + p) * pw, 0, (size_t)p * pw * sizeof(float));
+        for (int py = 0; py < g->npy; py++)
+            for (int px = 0; px < g->npx; px++) {
+                float *d = dst + plane_of(g, c, py, px);
+                for (int i = 0; i < g->phs; i++) {
+                    int y = i * s + py - p;
+                    if (y < 0 || y >= g->H)
+                        continue;
+                    for (int j = 0; j < g->pws; j++) {
+                        int x = j * s + px - p;
+                        if (x >= 0 && x < g->W)
+                            d[(size_t)i * g->pws + j] = sc[(size_t)y * g->W + x];
+                    }
+                }
+            }
     }
-    memset(dst + (size_t)g->C * g->L, 0, (g->nbuf - (size_t)g->C * g->L) * sizeof(float));
+}
+
+static void tap_offsets(int *off, const struct pgeom *g)
+{
+    int s = g->s;
+    for (int i = 0; i < g->C; i++)
+        for (int ky = 0; ky < g->kh; ky++)
+            for (int kx = 0; kx < g->kw; kx++)
+                off[(i * g->kh + ky) * g->kw + kx] =
+                    (int)(plane_of(g, i, ky % s, kx % s) + (size_t)(ky / s) * g->pws + kx / s);
 }
 
 /* Thread count and this thread's image range [*n0, *n1). */
@@ -173,13 +206,6 @@ static void pack_weights(float *wp, const float *w, int O, int I, int kh, int kw
                 }
 }
 
-static void tap_offsets(int *off, const struct pgeom *g)
-{
-    for (int i = 0; i < g->C; i++)
-        for (int ky = 0; ky < g->kh; ky++)
-            for (int kx = 0; kx < g->kw; kx++)
-                off[(i * g->kh + ky) * g->kw + kx] = (int)(i * g->L + (size_t)ky * g->pw + kx);
-}
 
 /* One image: out[o][oy][ox] (+)= conv + bias, from the padded image xp. */
 static AVX512 void fwd_image(float *out, const float *xp, const float *wp, const int *off,
@@ -207,7 +233,7 @@ static AVX512 void fwd_image(float *out, const float *xp, const float *wp, const
         float *dst = out + (size_t)o * g->Ho * g->Wo;
         float b = bias ? bias[o] : 0.0f;
         for (int y = 0; y < g->Ho; y++) {
-            const float *s = src + (size_t)y * g->pw;
+            const float *s = src + (size_t)y * g->pws;
             float *d = dst + (size_t)y * g->Wo;
             if (accumulate)
                 for (int x = 0; x < g->Wo; x++)
@@ -221,9 +247,10 @@ static AVX512 void fwd_image(float *out, const float *xp, const float *wp, const
 
 /* in [N][I][H][W] -> out [N][O][Ho][Wo]; wp packed (pack_weights). */
 static void conv_direct(float *out, const float *in, const float *wp, const float *bias, int N,
-                        int I, int H, int W, int O, int kh, int kw, int pad, int accumulate)
+                        int I, int H, int W, int O, int kh, int kw, int pad, int stride,
+                        int accumulate)
 {
-    struct pgeom g = pgeom_make(I, H, W, kh, kw, pad);
+    struct pgeom g = pgeom_make(I, H, W, kh, kw, pad, stride);
     int K = I * kh * kw, OB = (O + MR - 1) / MR;
     int *off = (int *)akt_scratch(1, (size_t)K);
     tap_offsets(off, &g);
@@ -248,25 +275,112 @@ static void conv_direct(float *out, const float *in, const float *wp, const floa
     }
 }
 
-void akt_conv_s1_forward_avx512(float *y, const float *x, const float *w, const float *bias,
-                                int N, int Cin, int H, int W, int Cout, int kh, int kw, int pad)
+void akt_conv_forward_avx512(float *y, const float *x, const float *w, const float *bias, int N,
+                             int Cin, int H, int W, int Cout, int kh, int kw, int stride, int pad)
 {
     int K = Cin * kh * kw, OB = (Cout + MR - 1) / MR;
     float *wp = akt_scratch(0, (size_t)OB * K * MR);
     pack_weights(wp, w, Cout, Cin, kh, kw, 0);
-    conv_direct(y, x, wp, bias, N, Cin, H, W, Cout, kh, kw, pad, 0);
+    conv_direct(y, x, wp, bias, N, Cin, H, W, Cout, kh, kw, pad, stride, 0);
 }
 
-void akt_conv_s1_dinput_avx512(float *dx, const float *dy, const float *w, int N, int Cin, int H,
-                               int W, int Cout, int kh, int kw, int pad)
+static void grid_image(float *dst, const float *dy, int O, const struct pgeom *g, size_t dys);
+
+/* One image of dx for any stride: dcol[k][q] = sum_o w[o][k] dyg[o][q] with
+ * the forward tile (the "taps" are the dy rows), then each row k is added
+ * into the phase layout at its tap offset (dyg is zero off the valid grid, so
+ * whole rows can be added), then the phases are scattered into dx. */
+static AVX512 void dinput_image(float *dx, const float *dy, const float *wpT, const int *offo,
+                                const int *off, int O, const struct pgeom *g, float *dyg,
+                                float *dxp, float *dcol)
 {
+    int K = g->C * g->kh * g->kw, KB = (K + MR - 1) / MR;
+    size_t dys = (size_t)g->Qr, ys = (size_t)g->Qr + 2 * VL;
+    grid_image(dyg, dy, O, g, dys);
+    for (int kb = 0; kb < KB; kb++) {
+        const float *w = wpT + (size_t)kb * O * MR;
+        float *d = dcol + (size_t)kb * MR * ys;
+        int q = 0;
+        for (; q + 3 * VL <= g->Qr; q += 3 * VL)
+            fwd_tile3(dyg + q, offo, O, w, d + q, ys);
+        int rest = (g->Qr - q) / VL;
+        if (rest == 2)
+            fwd_tile2(dyg + q, offo, O, w, d + q, ys);
+        else if (rest == 1)
+            fwd_tile1(dyg + q, offo, O, w, d + q, ys);
+    }
+    memset(dxp, 0, g->nbuf * sizeof(float));
+    for (int k = 0; k < K; k++) {
+        float *dst = dxp + off[k];
+        const float *src = dcol + (size_t)k * ys;
+        for (int q = 0; q < g->Qr; q++)
+            dst[q] += src[q];
+    }
+    int p = g->pad, s = g->s;
+    for (int c = 0; c < g->C; c++)
+        for (int y = 0; y < g->H; y++) {
+            int yy = y + p;
+            if (yy % s >= g->npy)
+                continue; /* rows no tap reads (kernel smaller than stride) */
+            float *d = dx + ((size_t)c * g->H + y) * g->W;
+            for (int x = 0; x < g->W; x++) {
+                int xx = x + p;
+                if (xx % s >= g->npx)
+                    continue;
+                d[x] += dxp[plane_of(g, c, yy % s, xx % s) + (size_t)(yy / s) * g->pws + xx / s];
+            }
+        }
+}
+
+static void dinput_strided(float *dx, const float *dy, const float *w, int N, int Cin, int H,
+                           int W, int Cout, int kh, int kw, int pad, int stride)
+{
+    struct pgeom g = pgeom_make(Cin, H, W, kh, kw, pad, stride);
+    int K = Cin * kh * kw, KB = (K + MR - 1) / MR;
+    float *wpT = akt_scratch(0, (size_t)KB * Cout * MR);
+    /* w^T as a 1x1 conv with K outputs and Cout inputs */
+    pack_weights(wpT, w, K, Cout, 1, 1, 1);
+    int *off = (int *)akt_scratch(1, (size_t)K + Cout);
+    int *offo = off + K;
+    tap_offsets(off, &g);
+    size_t dys = (size_t)g.Qr, ys = (size_t)g.Qr + 2 * VL;
+    for (int o = 0; o < Cout; o++)
+        offo[o] = (int)(o * dys);
+    size_t nxp = (g.nbuf + VL - 1) / VL * VL;
+    int T = nthreads_for(N);
+#ifdef _OPENMP
+#pragma omp parallel num_threads(T) if (T > 1)
+#endif
+    {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        int n0, n1;
+        my_range(N, T, tid, &n0, &n1);
+        float *dyg = akt_scratch(2, (size_t)Cout * dys + 4 * VL + nxp);
+        float *dxp = dyg + (size_t)Cout * dys + 4 * VL;
+        float *dcol = akt_scratch(3, (size_t)KB * MR * ys);
+        for (int n = n0; n < n1; n++)
+            dinput_image(dx + (size_t)n * Cin * H * W, dy + (size_t)n * Cout * g.Ho * g.Wo, wpT,
+                         offo, off, Cout, &g, dyg, dxp, dcol);
+    }
+}
+
+void akt_conv_dinput_avx512(float *dx, const float *dy, const float *w, int N, int Cin, int H,
+                            int W, int Cout, int kh, int kw, int stride, int pad)
+{
+    if (stride != 1 || kh != kw || pad > kh - 1) {
+        dinput_strided(dx, dy, w, N, Cin, H, W, Cout, kh, kw, pad, stride);
+        return;
+    }
     int Ho = H + 2 * pad - kh + 1, Wo = W + 2 * pad - kw + 1;
     int K = Cout * kh * kw, OB = (Cin + MR - 1) / MR;
     float *wp = akt_scratch(0, (size_t)OB * K * MR);
     pack_weights(wp, w, Cin, Cout, kh, kw, 1);
-    /* the full correlation of dy with the flipped kernel: pad kh-1-pad; a
-     * negative pad (pad > k-1) does not occur for the shapes we allow */
-    conv_direct(dx, dy, wp, NULL, N, Cout, Ho, Wo, Cin, kh, kw, kh - 1 - pad, 1);
+    /* stride 1: the adjoint is the correlation of dy, padded by kh-1-pad,
+     * with the transposed, flipped kernel */
+    conv_direct(dx, dy, wp, NULL, N, Cout, Ho, Wo, Cin, kh, kw, kh - 1 - pad, 1, 1);
 }
 
 /* ------------------------------------------------------- weight grad --- */
@@ -309,16 +423,16 @@ static AVX512 void dw_tile(float *dwp, size_t dw_ld, const float *const *dyg, si
             dwp[r * dw_ld + j] += _mm512_reduce_add_ps(acc[r][j]);
 }
 
-/* dy [N][O][Ho][Wo] onto the pw grid (zero columns ox >= Wo, zero tail). */
+/* dy [O][Ho][Wo] onto the pws grid (zero columns ox >= Wo, zero tail). */
 static void grid_image(float *dst, const float *dy, int O, const struct pgeom *g, size_t dys)
 {
     for (int o = 0; o < O; o++) {
         float *d = dst + (size_t)o * dys;
         const float *s = dy + (size_t)o * g->Ho * g->Wo;
         for (int y = 0; y < g->Ho; y++) {
-            memcpy(d + (size_t)y * g->pw, s + (size_t)y * g->Wo, (size_t)g->Wo * sizeof(float));
-            for (int x = g->Wo; x < g->pw; x++)
-                d[(size_t)y * g->pw + x] = 0.0f;
+            memcpy(d + (size_t)y * g->pws, s + (size_t)y * g->Wo, (size_t)g->Wo * sizeof(float));
+            for (int x = g->Wo; x < g->pws; x++)
+                d[(size_t)y * g->pws + x] = 0.0f;
         }
         for (size_t q = (size_t)g->Q; q < dys; q++)
             d[q] = 0.0f;
@@ -327,10 +441,10 @@ static void grid_image(float *dst, const float *dy, int O, const struct pgeom *g
 
 #define MAX_GROUP 64
 
-void akt_conv_s1_dweight_avx512(float *dw, const float *dy, const float *x, int N, int Cin, int H,
-                                int W, int Cout, int kh, int kw, int pad)
+void akt_conv_dweight_avx512(float *dw, const float *dy, const float *x, int N, int Cin, int H,
+                             int W, int Cout, int kh, int kw, int stride, int pad)
 {
-    struct pgeom g = pgeom_make(Cin, H, W, kh, kw, pad);
+    struct pgeom g = pgeom_make(Cin, H, W, kh, kw, pad, stride);
     int K = Cin * kh * kw;
     size_t dys = (size_t)g.Qr; /* multiple of VL: aligned rows */
     size_t dyimg = (size_t)Cout * dys;

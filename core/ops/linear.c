@@ -31,7 +31,7 @@ static void linear_backward(float *dx, float *dw, float *dbias, const float *dy,
     /* dx[B,in] += dy[B,out] w[out,in] */
     if (dx && in > 0)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, in, out, 1.0f, dy, out, w, in,
-                    0.0f, dx, in);
+                    1.0f, dx, in);
     /* dw[out,in] += dy^T[out,B] x[B,in] */
     if (dw && in > 0)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, B, 1.0f, dy, out, x, in,

@@ -85,12 +85,13 @@ struct akt_tensor *akt_mean(struct akt_tape *t, struct akt_tensor *x, int a0, in
 }
 
 /* ----------------------------------------------------------------- min --- */
-/* Index of the first minimal element (strict <, so ties keep the first). */
+/* Index of the first minimal element (strict <, so ties keep the first). A
+ * NaN wins, so a diverged input shows in the result as with PyTorch. */
 static int64_t min_forward(float *out, const float *x, int64_t n)
 {
     int64_t best = 0;
-    for (int64_t i = 1; i < n; i++)
-        if (x[i] < x[best])
+    for (int64_t i = 1; i < n && !isnan(x[best]); i++)
+        if (x[i] < x[best] || isnan(x[i]))
             best = i;
     out[0] = x[best];
     return best;

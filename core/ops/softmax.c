@@ -51,14 +51,25 @@ static void softmax_forward(float *y, const float *x, int64_t outer, int64_t mid
     AKT_PARALLEL_FOR(outer * mid * inner)
     for (int64_t k = 0; k < outer * inner; k++) {
         int64_t off = (k / inner) * mid * inner + k % inner;
-        struct row_stats s = row_stats(x + off, mid, inner, T);
+        if (log_out) {
+            struct row_stats s = row_stats(x + off, mid, inner, T);
+            for (int64_t m = 0; m < mid; m++)
+                y[off + m * inner] = (float)row_logp(x[off + m * inner], &s, T);
+            continue;
+        }
+        /* softmax: keep the exponentials in y, so each is computed once */
+        float mx = x[off];
+        for (int64_t m = 1; m < mid; m++)
+            if (x[off + m * inner] > mx)
+                mx = x[off + m * inner];
+        struct row_stats s = {.mxT = mx / T};
         for (int64_t m = 0; m < mid; m++) {
             int64_t j = off + m * inner;
-            if (log_out)
-                y[j] = (float)row_logp(x[j], &s, T);
-            else
-                y[j] = (float)(expf(tempered(x[j], &s, T)) / s.sum);
+            y[j] = expf(tempered(x[j], &s, T));
+            s.sum += y[j];
         }
+        for (int64_t m = 0; m < mid; m++)
+            y[off + m * inner] = (float)(y[off + m * inner] / s.sum);
     }
 }
 
@@ -78,7 +89,7 @@ static void softmax_backward(float *dx, const float *dy, const float *y, int64_t
         }
         for (int64_t m = 0; m < mid; m++) {
             int64_t j = off + m * inner;
-            double g = log_out ? dy[j] - exp((double)y[j]) * acc : y[j] * (dy[j] - acc);
+            double g = log_out ? dy[j] - expf(y[j]) * acc : y[j] * (dy[j] - acc);
             dx[j] += (float)(g / T);
         }
     }
@@ -252,7 +263,8 @@ static double kl_forward(const float *lq, const float *p, int64_t n, double *chu
 }
 
 /* d/dlog_q = -p / red; d/dp = (log p - log_q + 1) / red where p > 0 (0 at
- * p == 0, where the term is the constant 0). */
+ * p == 0, where the term is the constant 0). Elementwise, so a float log is
+ * accurate enough here, unlike in the sum of the forward. */
 static void kl_backward(float *dlq, float *dp, float g, const float *lq, const float *p, int64_t n,
                         double red)
 {
@@ -262,7 +274,7 @@ static void kl_backward(float *dlq, float *dp, float g, const float *lq, const f
         if (dlq)
             dlq[i] += (float)(-gr * p[i]);
         if (dp && p[i] > 0)
-            dp[i] += (float)(gr * (log((double)p[i]) - (double)lq[i] + 1.0));
+            dp[i] += (float)(gr * ((double)logf(p[i]) - (double)lq[i] + 1.0));
     }
 }
 

@@ -62,6 +62,9 @@ struct akt_tape {
 
 void akt_tape_init(struct akt_tape *t, size_t arena_block_bytes);
 void akt_tape_reset(struct akt_tape *t); /* drop records and activations */
+/* Drop the records but keep every tensor: a second backward pass (the
+ * student step after the generator step) then sees only newer records. */
+void akt_tape_clear_records(struct akt_tape *t);
 void akt_tape_free(struct akt_tape *t);
 
 /* A fresh tensor in the tape's arena (zeroed); with grad when requires_grad. */

@@ -1,0 +1,4 @@
+/* placeholder: being written */
+#include <stdio.h>
+#include "cli.h"
+int akt_cmd_train(int argc, char **argv) { (void)argc; (void)argv; fprintf(stderr, "akt: error: train is not built yet\n"); return 1; }

@@ -1,0 +1,56 @@
+/* Results files (HDF5, schema in results/README.md): one group per run with
+ * its configuration, status, per-epoch metric series, final tensors and a
+ * checkpoint. Every HDF5 call is checked; the file is flushed after each
+ * epoch so an interrupted run loses at most the epoch in progress. */
+#ifndef AKT_RESULTS_H
+#define AKT_RESULTS_H
+
+#include "akt/base.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define AKT_RESULTS_SCHEMA 1
+
+struct akt_results;
+
+/* Creates the file, or opens an existing akt results file for appending. */
+int akt_results_open(struct akt_results **r, const char *path, struct akt_error *e);
+int akt_results_close(struct akt_results *r, struct akt_error *e);
+int akt_results_flush(struct akt_results *r, struct akt_error *e);
+
+/* /runs/<id>: created with the config YAML, or reopened when present. */
+int akt_results_run(struct akt_results *r, const char *id, const char *config_yaml,
+                    struct akt_error *e);
+int akt_results_has_run(struct akt_results *r, const char *id);
+/* status: "running", "done", "failed", "interrupted"; message may be "". */
+int akt_results_set_status(struct akt_results *r, const char *id, const char *status,
+                           const char *message, struct akt_error *e);
+int akt_results_get_status(struct akt_results *r, const char *id, char *buf, size_t n);
+/* Appends (step, value) to /runs/<id>/metrics/<name>/{step,value}; width > 1
+ * makes value a [steps, width] table (e.g. 19 activation ranges). */
+int akt_results_append(struct akt_results *r, const char *id, const char *name, int64_t step,
+                       const double *value, int width, struct akt_error *e);
+/* Number of rows in a metric (0 if absent). */
+int64_t akt_results_rows(struct akt_results *r, const char *id, const char *name);
+/* Truncates every metric of a run to rows (resume drops a partial epoch). */
+int akt_results_truncate(struct akt_results *r, const char *id, int64_t rows, struct akt_error *e);
+/* /runs/<id>/<group>/<name>: a float32 tensor (replaced if present). */
+int akt_results_write_tensor(struct akt_results *r, const char *id, const char *group,
+                             const char *name, const float *data, int ndim, const int *shape,
+                             struct akt_error *e);
+int akt_results_write_ints(struct akt_results *r, const char *id, const char *group,
+                           const char *name, const int *data, int n, struct akt_error *e);
+/* Reads a tensor written above; n must match. */
+int akt_results_read_tensor(struct akt_results *r, const char *id, const char *group,
+                            const char *name, float *data, int64_t n, struct akt_error *e);
+/* Scalar attributes on /runs/<id> (double) */
+int akt_results_set_attr(struct akt_results *r, const char *id, const char *name, double v,
+                         struct akt_error *e);
+int akt_results_get_attr(struct akt_results *r, const char *id, const char *name, double *v);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,76 @@
+/* One zero-shot quantization run (SPEC 5): configuration, the training loop,
+ * and what it reports. */
+#ifndef AKT_RUN_H
+#define AKT_RUN_H
+
+#include "akt/data.h"
+#include "akt/registry.h"
+#include "akt/student.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define AKT_MAX_MILESTONES 8
+
+struct akt_run_config {
+    char id[128];               /* run id in the results file */
+    const char *teacher_path;
+    const char *data_path;      /* evaluation set (never used for training) */
+    enum akt_cifar_format data_format;
+    const char *generator, *loss; /* plugin names */
+    struct akt_param_values gen_params, loss_params; /* validated */
+    int wbits, abits;
+    int epochs, iters, batch;
+    uint64_t seed;
+    int threads;
+    int warmup_epochs;          /* student SGD starts at this epoch (4) */
+    int tracker_epochs;         /* range trackers run during epochs < this (4) */
+    float lr_student;           /* 1e-4 */
+    float lr_generator;         /* <= 0: the generator plugin's default */
+    float momentum, weight_decay;
+    int milestones[AKT_MAX_MILESTONES], n_milestones; /* lr x gamma at these epochs */
+    float gamma;
+    int first_last_8bit;
+    enum akt_range_ema range_ema;
+    int eval_batch;
+    const char *out_path;       /* results HDF5, or NULL */
+};
+
+/* SPEC defaults for everything but paths and plugin names. */
+void akt_run_config_defaults(struct akt_run_config *c);
+/* The expanded configuration as YAML text (stored with the results). */
+char *akt_run_config_yaml(const struct akt_run_config *c, const struct akt_plugin *gen,
+                          const struct akt_plugin *loss);
+
+struct akt_epoch_report {
+    int epoch, epochs;
+    double top1, top5;
+    double loss_g, loss_q;      /* epoch means */
+    double grad_norm;           /* mean L2 norm of the student's gradient */
+    double seconds;
+};
+
+struct akt_run_result {
+    double top1_fp;             /* teacher on the evaluation set */
+    double top1_before;         /* student before any weight update (after warm-up) */
+    double best_top1, final_top1;
+    int best_epoch, epochs_done;
+};
+
+/* Called per iteration (may be NULL) and per epoch. */
+struct akt_run_callbacks {
+    void (*iteration)(int epoch, int iter, int iters, double loss_g, double loss_q, void *user);
+    void (*epoch)(const struct akt_epoch_report *r, void *user);
+    volatile int *stop;         /* set non-zero (e.g. by SIGINT) to stop after saving */
+    void *user;
+};
+
+int akt_run_train(const struct akt_run_config *c, const struct akt_registry *reg,
+                  const struct akt_run_callbacks *cb, struct akt_run_result *res,
+                  struct akt_error *e);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

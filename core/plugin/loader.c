@@ -1,0 +1,673 @@
+/* Plugin loading (dlopen) and parameter validation, host side.
+ *
+ * A file is all or nothing: every descriptor it enumerates is checked before
+ * any is registered, and a refused file is closed again, so a failed load
+ * leaves the registry as it was. Errors name the file (where) and the reason
+ * (what); the descriptor, when there is one, is named in the reason. */
+#include <ctype.h>
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "akt/registry.h"
+
+#ifndef AKT_PLUGIN_DIRS
+#define AKT_PLUGIN_DIRS ""
+#endif
+
+/* A file that enumerates more descriptors than this is broken (an
+ * akt_plugin_get that never returns NULL), not generous. */
+#define MAX_PER_FILE 64
+
+static const char *kind_name(enum akt_plugin_kind k)
+{
+    return k == AKT_PLUGIN_GENERATOR ? "generator" : k == AKT_PLUGIN_LOSS ? "loss" : "plugin";
+}
+
+/* Shortest text that reads back as the same double: "1e+08", "0.1". */
+static const char *fmt_num(double x, char *buf, size_t n)
+{
+    static const char *const fmts[] = {"%g", "%.15g", "%.17g"};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(buf, n, fmts[i], x);
+        if (strtod(buf, NULL) == x || isnan(x))
+            break;
+    }
+    return buf;
+}
+
+/* --------------------------------------------------------------- choices --
+ * A CHOICE parameter lists its names as "sum|batchmean|mean". */
+static int choice_count(const char *choices)
+{
+    int n = 1;
+    for (const char *c = choices; *c; c++)
+        n += *c == '|';
+    return n;
+}
+
+/* Index of name in choices, or -1. */
+static int choice_find(const char *choices, const char *name)
+{
+    size_t len = strlen(name);
+    int i = 0;
+    for (const char *c = choices;; i++) {
+        const char *bar = strchr(c, '|');
+        size_t l = bar ? (size_t)(bar - c) : strlen(c);
+        if (l == len && !strncmp(c, name, len))
+            return i;
+        if (!bar)
+            return -1;
+        c = bar + 1;
+    }
+}
+
+/* Copies choice i into buf ("" when out of range). */
+static const char *choice_name(const char *choices, int i, char *buf, size_t n)
+{
+    const char *c = choices;
+    for (; i > 0 && c; i--) {
+        c = strchr(c, '|');
+        if (c)
+            c++;
+    }
+    if (!c || i < 0) {
+        snprintf(buf, n, "%s", "");
+        return buf;
+    }
+    const char *bar = strchr(c, '|');
+    int l = bar ? (int)(bar - c) : (int)strlen(c);
+    snprintf(buf, n, "%.*s", l, c);
+    return buf;
+}
+
+/* ----------------------------------------------------- descriptor checks --
+ * Names are what users type (YAML values, loss.key=...), so they are kept to
+ * letters, digits, '_' and '-'. */
+static int valid_ident(const char *s, int allow_dash)
+{
+    if (!s || !*s)
+        return 0;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && *s != '_' && !(allow_dash && *s == '-'))
+            return 0;
+    return 1;
+}
+
+static int check_params(const struct akt_plugin *p, char *why, size_t n)
+{
+    if (p->n_params < 0 || p->n_params > AKT_PLUGIN_MAX_PARAMS) {
+        snprintf(why, n, "n_params is %d, expected 0..%d", p->n_params, AKT_PLUGIN_MAX_PARAMS);
+        return -1;
+    }
+    if (p->n_params > 0 && !p->params) {
+        snprintf(why, n, "n_params is %d but params is NULL", p->n_params);
+        return -1;
+    }
+    char a[40], b[40], c[40];
+    for (int i = 0; i < p->n_params; i++) {
+        const struct akt_param_def *d = &p->params[i];
+        if (!valid_ident(d->key, 0)) {
+            if (d->key)
+                snprintf(why, n, "parameter %d: key '%.64s' is not a name (letters, digits, _)",
+                         i, d->key);
+            else
+                snprintf(why, n, "parameter %d: key is NULL", i);
+            return -1;
+        }
+        for (int j = 0; j < i; j++)
+            if (!strcmp(p->params[j].key, d->key)) {
+                snprintf(why, n, "parameter '%.64s' is declared twice", d->key);
+                return -1;
+            }
+        switch (d->type) {
+        case AKT_PT_FLOAT:
+        case AKT_PT_INT:
+            if (isnan(d->lo) || isnan(d->hi) || d->lo > d->hi) {
+                snprintf(why, n, "parameter '%.64s': range [%s, %s] is empty", d->key,
+                         fmt_num(d->lo, a, sizeof a), fmt_num(d->hi, b, sizeof b));
+                return -1;
+            }
+            if (!isfinite(d->def) || d->def < d->lo || d->def > d->hi) {
+                snprintf(why, n, "parameter '%.64s': default %s is outside its range [%s, %s]",
+                         d->key, fmt_num(d->def, a, sizeof a), fmt_num(d->lo, b, sizeof b),
+                         fmt_num(d->hi, c, sizeof c));
+                return -1;
+            }
+            if (d->type == AKT_PT_INT && d->def != floor(d->def)) {
+                snprintf(why, n, "parameter '%.64s': default %s of an int is not an integer",
+                         d->key, fmt_num(d->def, a, sizeof a));
+                return -1;
+            }
+            break;
+        case AKT_PT_BOOL:
+            if (d->def != 0 && d->def != 1) {
+                snprintf(why, n, "parameter '%.64s': default %s of a bool is not 0 or 1", d->key,
+                         fmt_num(d->def, a, sizeof a));
+                return -1;
+            }
+            break;
+        case AKT_PT_CHOICE: {
+            if (!d->choices || !*d->choices) {
+                snprintf(why, n, "parameter '%.64s': choice without a choices list", d->key);
+                return -1;
+            }
+            /* Every name must be non-empty and distinct, or a value could
+             * not be told from another. */
+            int m = choice_count(d->choices);
+            for (int k = 0; k < m; k++) {
+                char nk[64];
+                choice_name(d->choices, k, nk, sizeof nk);
+                if (!*nk || choice_find(d->choices, nk) != k) {
+                    snprintf(why, n, "parameter '%.64s': choices '%.128s' has an empty or "
+                             "repeated name", d->key, d->choices);
+                    return -1;
+                }
+            }
+            if (d->def != floor(d->def) || d->def < 0 || d->def >= m) {
+                snprintf(why, n, "parameter '%.64s': default %s is not an index into its %d "
+                         "choices '%.128s'", d->key, fmt_num(d->def, a, sizeof a), m,
+                         d->choices);
+                return -1;
+            }
+            break;
+        }
+        default:
+            snprintf(why, n, "parameter '%.64s': unknown type %d", d->key, (int)d->type);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Checks descriptor d and, when sound, fills *out with a host-owned copy:
+ * the fields d's size covers, zero beyond, so the host never reads past what
+ * the plugin declared. why gets the reason on refusal. */
+static int check_descriptor(const struct akt_plugin *d, struct akt_plugin *out, char *why,
+                            size_t n)
+{
+    if (d->abi != AKT_PLUGIN_ABI) {
+        snprintf(why, n, "plugin ABI %u, host ABI %u (rebuild the plugin against this akt)",
+                 (unsigned)d->abi, (unsigned)AKT_PLUGIN_ABI);
+        return -1;
+    }
+    const size_t head = offsetof(struct akt_plugin, ops);
+    if (d->size < head) {
+        snprintf(why, n, "descriptor size %u is too small: the host needs at least %zu bytes",
+                 (unsigned)d->size, head);
+        return -1;
+    }
+    size_t need;
+    if (d->kind == AKT_PLUGIN_GENERATOR)
+        need = head + sizeof(struct akt_generator_ops);
+    else if (d->kind == AKT_PLUGIN_LOSS)
+        need = head + sizeof(struct akt_loss_ops);
+    else {
+        snprintf(why, n, "unknown kind %d (1 generator, 2 loss)", (int)d->kind);
+        return -1;
+    }
+    if (d->size < need) {
+        snprintf(why, n, "descriptor size %u is too small: a %s needs %zu bytes",
+                 (unsigned)d->size, kind_name(d->kind), need);
+        return -1;
+    }
+    memset(out, 0, sizeof *out);
+    memcpy(out, d, d->size < sizeof *out ? d->size : sizeof *out);
+
+    const char *k = kind_name(out->kind);
+    if (!out->name) {
+        snprintf(why, n, "%s without a name", k);
+        return -1;
+    }
+    if (!valid_ident(out->name, 1)) {
+        snprintf(why, n, "%s name '%.64s' is not a name (letters, digits, _ and -)", k,
+                 out->name);
+        return -1;
+    }
+    if (!out->create || !out->destroy) {
+        snprintf(why, n, "%s '%s' has no %s", k, out->name, !out->create ? "create" : "destroy");
+        return -1;
+    }
+    if (!out->summary)
+        out->summary = "";
+    if (out->kind == AKT_PLUGIN_GENERATOR) {
+        struct akt_generator_ops *g = &out->ops.gen;
+        const char *miss = !g->sample ? "sample" : !g->loss ? "loss" : !g->update ? "update"
+                           : !g->state ? "state" : NULL;
+        if (miss) {
+            snprintf(why, n, "generator '%s' has no ops.gen.%s", out->name, miss);
+            return -1;
+        }
+        if (!isfinite(g->lr) || g->lr < 0) {
+            snprintf(why, n, "generator '%s': default lr %g is not a finite number >= 0",
+                     out->name, (double)g->lr);
+            return -1;
+        }
+        /* Losses receive this string as is; NULL would crash a strcmp. */
+        if (!g->logit_loss)
+            g->logit_loss = "kd";
+        if (strcmp(g->logit_loss, "kd") && strcmp(g->logit_loss, "entropy")) {
+            snprintf(why, n, "generator '%s': logit_loss '%.32s' is not kd or entropy",
+                     out->name, g->logit_loss);
+            return -1;
+        }
+    } else if (!out->ops.loss.compute) {
+        snprintf(why, n, "loss '%s' has no ops.loss.compute", out->name);
+        return -1;
+    }
+    char pw[400];
+    if (check_params(out, pw, sizeof pw)) {
+        snprintf(why, n, "%s '%s': bad parameter table: %s", k, out->name, pw);
+        return -1;
+    }
+    return 0;
+}
+
+/* -------------------------------------------------------------- registry -- */
+void akt_registry_init(struct akt_registry *r)
+{
+    memset(r, 0, sizeof *r);
+}
+
+void akt_registry_free(struct akt_registry *r)
+{
+    for (int i = 0; i < r->n; i++)
+        free((void *)r->entries[i].plugin);
+    /* Close in reverse: a later file never depends on an earlier one, but
+     * reverse order mirrors how they were opened. */
+    for (int i = r->n_handles - 1; i >= 0; i--)
+        dlclose(r->handles[i]);
+    free(r->entries);
+    free(r->handles);
+    memset(r, 0, sizeof *r);
+}
+
+const struct akt_plugin *akt_registry_find(const struct akt_registry *r, enum akt_plugin_kind kind,
+                                           const char *name)
+{
+    for (int i = 0; i < r->n; i++)
+        if (r->entries[i].plugin->kind == kind && !strcmp(r->entries[i].plugin->name, name))
+            return r->entries[i].plugin;
+    return NULL;
+}
+
+static const struct akt_registry_entry *find_entry(const struct akt_registry *r,
+                                                   enum akt_plugin_kind kind, const char *name)
+{
+    for (int i = 0; i < r->n; i++)
+        if (r->entries[i].plugin->kind == kind && !strcmp(r->entries[i].plugin->name, name))
+            return &r->entries[i];
+    return NULL;
+}
+
+/* 1 when the file at path (resolved) is already registered: loading a folder
+ * twice (--plugin-dir a --plugin-dir a) is then harmless. */
+static int already_loaded(const struct akt_registry *r, const char *path)
+{
+    char a[PATH_MAX], b[PATH_MAX];
+    if (!realpath(path, a))
+        return 0;
+    for (int i = 0; i < r->n; i++)
+        if (realpath(r->entries[i].path, b) && !strcmp(a, b))
+            return 1;
+    return 0;
+}
+
+int akt_registry_load_file(struct akt_registry *r, const char *path, struct akt_error *e)
+{
+    struct stat st;
+    if (strlen(path) >= sizeof r->entries[0].path)
+        return akt_error_set(e, AKT_EPLUGIN, "plugin", "path is longer than %zu bytes: %.200s...",
+                             sizeof r->entries[0].path - 1, path);
+    if (stat(path, &st))
+        return akt_error_set(e, AKT_EPLUGIN, path, "cannot open plugin: %s", strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return akt_error_set(e, AKT_EPLUGIN, path, "cannot open plugin: not a regular file");
+    if (already_loaded(r, path))
+        return 0;
+
+    /* dlopen searches the library path for a bare name; "./" keeps it to
+     * the file the user named. */
+    char open_path[sizeof r->entries[0].path + 2];
+    snprintf(open_path, sizeof open_path, "%s%s", strchr(path, '/') ? "" : "./", path);
+    dlerror();
+    void *h = dlopen(open_path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        const char *de = dlerror();
+        return akt_error_set(e, AKT_EPLUGIN, path, "not a loadable shared object: %s",
+                             de ? de : "unknown dlopen error");
+    }
+
+    struct akt_plugin found[MAX_PER_FILE];
+    char why[600];
+    int n = 0, rc = 0;
+    akt_plugin_get_fn get;
+    /* POSIX's way to turn dlsym's object pointer into a function pointer. */
+    *(void **)&get = dlsym(h, AKT_PLUGIN_SYMBOL);
+    if (!get) {
+        rc = akt_error_set(e, AKT_EPLUGIN, path, "not an akt plugin: no symbol %s (is it "
+                           "declared with AKT_PLUGIN_EXPORT?)", AKT_PLUGIN_SYMBOL);
+        goto refuse;
+    }
+    for (;; n++) {
+        const struct akt_plugin *d = get((uint32_t)n);
+        if (!d)
+            break;
+        if (n == MAX_PER_FILE) {
+            rc = akt_error_set(e, AKT_EPLUGIN, path, "%s enumerates more than %d descriptors "
+                               "(does it return NULL after the last?)", AKT_PLUGIN_SYMBOL,
+                               MAX_PER_FILE);
+            goto refuse;
+        }
+        if (check_descriptor(d, &found[n], why, sizeof why)) {
+            rc = akt_error_set(e, AKT_EPLUGIN, path, "descriptor %d refused: %s", n, why);
+            goto refuse;
+        }
+        const struct akt_registry_entry *prev = find_entry(r, found[n].kind, found[n].name);
+        int dup_here = -1;
+        for (int j = 0; j < n; j++)
+            if (found[j].kind == found[n].kind && !strcmp(found[j].name, found[n].name))
+                dup_here = j;
+        if (prev) {
+            rc = akt_error_set(e, AKT_EPLUGIN, path, "duplicate %s name '%s': already provided "
+                               "by %s", kind_name(found[n].kind), found[n].name, prev->path);
+            goto refuse;
+        }
+        if (dup_here >= 0) {
+            rc = akt_error_set(e, AKT_EPLUGIN, path, "duplicate %s name '%s': descriptors %d and "
+                               "%d of this file", kind_name(found[n].kind), found[n].name,
+                               dup_here, n);
+            goto refuse;
+        }
+    }
+    if (n == 0) {
+        rc = akt_error_set(e, AKT_EPLUGIN, path, "%s(0) returned NULL: the file provides no "
+                           "plugin", AKT_PLUGIN_SYMBOL);
+        goto refuse;
+    }
+
+    /* Commit: nothing below can fail halfway except allocation, which
+     * leaves the registry as it was. */
+    if (r->n + n > r->cap) {
+        int cap = r->cap ? r->cap : 16;
+        while (cap < r->n + n)
+            cap *= 2;
+        struct akt_registry_entry *ne = realloc(r->entries, (size_t)cap * sizeof *ne);
+        if (!ne) {
+            rc = akt_error_set(e, AKT_ENOMEM, path, "out of memory registering plugins");
+            goto refuse;
+        }
+        r->entries = ne;
+        r->cap = cap;
+    }
+    void **nh = realloc(r->handles, (size_t)(r->n_handles + 1) * sizeof *nh);
+    if (!nh) {
+        rc = akt_error_set(e, AKT_ENOMEM, path, "out of memory registering plugins");
+        goto refuse;
+    }
+    r->handles = nh;
+    struct akt_plugin *copies[MAX_PER_FILE];
+    for (int i = 0; i < n; i++) {
+        copies[i] = malloc(sizeof *copies[i]);
+        if (!copies[i]) {
+            while (i-- > 0)
+                free(copies[i]);
+            rc = akt_error_set(e, AKT_ENOMEM, path, "out of memory registering plugins");
+            goto refuse;
+        }
+        *copies[i] = found[i];
+    }
+    for (int i = 0; i < n; i++) {
+        struct akt_registry_entry *en = &r->entries[r->n++];
+        en->plugin = copies[i];
+        snprintf(en->path, sizeof en->path, "%s", path);
+    }
+    r->handles[r->n_handles++] = h;
+    return 0;
+
+refuse:
+    dlclose(h);
+    return rc;
+}
+
+static int is_so(const struct dirent *d)
+{
+    size_t l = strlen(d->d_name);
+    return d->d_name[0] != '.' && l > 3 && !strcmp(d->d_name + l - 3, ".so");
+}
+
+/* Byte order, not the locale's collation, so every machine loads the same
+ * order. */
+static int by_name(const struct dirent **a, const struct dirent **b)
+{
+    return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+/* Loads dir; with skip (a search path), files whose name an earlier folder
+ * already provided are skipped, as PATH does: the build tree's plugins then
+ * shadow installed copies instead of clashing with them. */
+struct seen {
+    char **names;
+    int n;
+};
+
+static int load_dir(struct akt_registry *r, const char *dir, struct seen *skip,
+                    struct akt_error *e)
+{
+    struct dirent **list = NULL;
+    int n = scandir(dir, &list, is_so, by_name);
+    if (n < 0)
+        return akt_error_set(e, AKT_EIO, dir, "cannot read plugin folder: %s", strerror(errno));
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        const char *name = list[i]->d_name;
+        int shadowed = 0;
+        for (int j = 0; skip && j < skip->n; j++)
+            shadowed |= !strcmp(skip->names[j], name);
+        if (shadowed)
+            continue;
+        char path[1024];
+        int len = snprintf(path, sizeof path, "%s%s%s", dir,
+                           dir[0] && dir[strlen(dir) - 1] == '/' ? "" : "/", name);
+        if (len < 0 || (size_t)len >= sizeof path) {
+            rc = akt_error_set(e, AKT_EPLUGIN, dir, "path of %s is too long", name);
+            break;
+        }
+        struct stat st;
+        if (stat(path, &st) || !S_ISREG(st.st_mode))
+            continue; /* a folder or dangling link named *.so is not a plugin */
+        rc = akt_registry_load_file(r, path, e);
+        if (!rc && skip) {
+            char **nn = realloc(skip->names, (size_t)(skip->n + 1) * sizeof *nn);
+            char *copy = strdup(name);
+            if (nn)
+                skip->names = nn;
+            if (!nn || !copy) {
+                free(copy);
+                rc = akt_error_set(e, AKT_ENOMEM, dir, "out of memory");
+                break;
+            }
+            skip->names[skip->n++] = copy;
+        }
+    }
+    for (int i = 0; i < n; i++)
+        free(list[i]);
+    free(list);
+    return rc;
+}
+
+int akt_registry_load_dir(struct akt_registry *r, const char *dir, struct akt_error *e)
+{
+    return load_dir(r, dir, NULL, e);
+}
+
+int akt_registry_load_default(struct akt_registry *r, struct akt_error *e)
+{
+    const char *env = getenv("AKT_PLUGIN_PATH");
+    const char *list = env && *env ? env : AKT_PLUGIN_DIRS;
+    char *copy = strdup(list);
+    if (!copy)
+        return akt_error_set(e, AKT_ENOMEM, "AKT_PLUGIN_PATH", "out of memory");
+    struct seen seen = {0};
+    int rc = 0;
+    char *save = NULL;
+    for (char *dir = strtok_r(copy, ":", &save); dir && !rc; dir = strtok_r(NULL, ":", &save)) {
+        struct stat st;
+        if (stat(dir, &st) && errno == ENOENT)
+            continue; /* the install folder before `meson install`, say */
+        rc = load_dir(r, dir, &seen, e);
+    }
+    for (int i = 0; i < seen.n; i++)
+        free(seen.names[i]);
+    free(seen.names);
+    free(copy);
+    return rc;
+}
+
+/* ------------------------------------------------------------ parameters -- */
+void akt_params_defaults(const struct akt_plugin *p, struct akt_param_values *v)
+{
+    memset(v, 0, sizeof *v);
+    v->n = p->n_params;
+    for (int i = 0; i < p->n_params; i++)
+        v->v[i] = p->params[i].def;
+}
+
+int akt_params_find(const struct akt_plugin *p, const char *key)
+{
+    for (int i = 0; i < p->n_params; i++)
+        if (!strcmp(p->params[i].key, key))
+            return i;
+    return -1;
+}
+
+static const char *type_name(enum akt_ptype t)
+{
+    switch (t) {
+    case AKT_PT_FLOAT: return "a number";
+    case AKT_PT_INT: return "an integer";
+    case AKT_PT_BOOL: return "true or false";
+    case AKT_PT_CHOICE: return "a choice";
+    }
+    return "?";
+}
+
+/* "a|b|c" as "a, b, c" for messages. */
+static const char *choices_list(const char *choices, char *buf, size_t n)
+{
+    size_t j = 0;
+    for (const char *c = choices; *c && j + 3 < n; c++) {
+        if (*c == '|') {
+            buf[j++] = ',';
+            buf[j++] = ' ';
+        } else {
+            buf[j++] = *c;
+        }
+    }
+    buf[j] = 0;
+    return buf;
+}
+
+int akt_params_set(const struct akt_plugin *p, struct akt_param_values *v, const char *key,
+                   const char *value, const char *where, struct akt_error *e)
+{
+    char wbuf[256];
+    if (!where) {
+        snprintf(wbuf, sizeof wbuf, "%s.%s", kind_name(p->kind), key);
+        where = wbuf;
+    }
+    int i = akt_params_find(p, key);
+    if (i < 0) {
+        char keys[400] = "";
+        size_t used = 0;
+        for (int k = 0; k < p->n_params && used < sizeof keys; k++)
+            used += (size_t)snprintf(keys + used, sizeof keys - used, "%s%s", k ? ", " : "",
+                                     p->params[k].key);
+        if (p->n_params == 0)
+            return akt_error_set(e, AKT_EINVAL, where, "unknown parameter '%s': %s '%s' takes "
+                                 "no parameters", key, kind_name(p->kind), p->name);
+        return akt_error_set(e, AKT_EINVAL, where, "unknown parameter '%s' of %s '%s' (valid: "
+                             "%s)", key, kind_name(p->kind), p->name, keys);
+    }
+    const struct akt_param_def *d = &p->params[i];
+    char a[40], b[40];
+    double x = 0;
+    /* Leading blanks would slip through strtod; a value is the whole text. */
+    int blank = !*value || isspace((unsigned char)value[0]);
+    switch (d->type) {
+    case AKT_PT_FLOAT: {
+        char *end = NULL;
+        errno = 0;
+        x = blank ? 0 : strtod(value, &end);
+        if (blank || *end)
+            return akt_error_set(e, AKT_EINVAL, where, "expects %s, got '%s'",
+                                 type_name(d->type), value);
+        if (!isfinite(x))
+            return akt_error_set(e, AKT_EINVAL, where, "%s is not a finite number", value);
+        break;
+    }
+    case AKT_PT_INT: {
+        char *end = NULL;
+        errno = 0;
+        long long ll = blank ? 0 : strtoll(value, &end, 10);
+        if (blank || *end)
+            return akt_error_set(e, AKT_EINVAL, where, "expects %s, got '%s'",
+                                 type_name(d->type), value);
+        x = (double)ll;
+        if (errno == ERANGE) /* beyond long long: beyond any sane range too */
+            return akt_error_set(e, AKT_EINVAL, where, "%s is out of range [%s, %s]", value,
+                                 fmt_num(d->lo, a, sizeof a), fmt_num(d->hi, b, sizeof b));
+        break;
+    }
+    case AKT_PT_BOOL:
+        if (!strcasecmp(value, "true") || !strcasecmp(value, "yes") || !strcmp(value, "1"))
+            x = 1;
+        else if (!strcasecmp(value, "false") || !strcasecmp(value, "no") || !strcmp(value, "0"))
+            x = 0;
+        else
+            return akt_error_set(e, AKT_EINVAL, where, "expects true or false, got '%s'", value);
+        break;
+    case AKT_PT_CHOICE: {
+        int c = choice_find(d->choices, value);
+        if (c < 0) {
+            char cl[300];
+            return akt_error_set(e, AKT_EINVAL, where, "'%s' is not one of: %s", value,
+                                 choices_list(d->choices, cl, sizeof cl));
+        }
+        x = c;
+        break;
+    }
+    }
+    if ((d->type == AKT_PT_FLOAT || d->type == AKT_PT_INT) && (x < d->lo || x > d->hi))
+        return akt_error_set(e, AKT_EINVAL, where, "%s is out of range [%s, %s]", value,
+                             fmt_num(d->lo, a, sizeof a), fmt_num(d->hi, b, sizeof b));
+    v->v[i] = x;
+    if (v->n < p->n_params)
+        v->n = p->n_params;
+    return 0;
+}
+
+const char *akt_params_format(const struct akt_plugin *p, const struct akt_param_values *v, int i,
+                              char *buf, size_t n)
+{
+    AKT_ASSERT(i >= 0 && i < p->n_params);
+    const struct akt_param_def *d = &p->params[i];
+    double x = v->v[i];
+    switch (d->type) {
+    case AKT_PT_FLOAT: return fmt_num(x, buf, n);
+    case AKT_PT_INT: snprintf(buf, n, "%.0f", x); return buf;
+    case AKT_PT_BOOL: snprintf(buf, n, "%s", x != 0 ? "true" : "false"); return buf;
+    case AKT_PT_CHOICE: return choice_name(d->choices, (int)x, buf, n);
+    }
+    snprintf(buf, n, "?");
+    return buf;
+}
