@@ -1,4 +1,4 @@
-/* AVX-512 stride-1 convolution kernels (forward, input gradient, weight
+/* AVX-512 direct convolution kernels (forward, input gradient, weight
  * gradient), compiled with function-level target attributes and only called
  * when akt_have_avx512() says so.
  *
@@ -8,12 +8,16 @@
  * (ky,kx) of input channel ci reads xpad[ci][q + ky*pw + kx] -- one
  * contiguous stream per tap. The convolution becomes a 1-D one: a GEMM whose
  * B operand is read straight from the padded image with unaligned loads
- * (no im2col, no packing of B). Cost: (pw - Wo)/pw wasted columns.
+ * (no im2col, no packing of B). Cost: (pw - Wo)/pw wasted columns. Stride
+ * s > 1 splits the padded image into s x s phase planes first (pgeom_make),
+ * which makes every tap a contiguous stream again.
  *
  *   forward  y[co][q]  = sum_k wp[k][co] * xpad[ci(k)][q + off(k)]
  *            tile: 8 output channels x 48 positions (24 zmm accumulators)
- *   dx       the same kernel on dy padded by kh-1-pad with the weights
- *            transposed and flipped (a stride-1 conv's adjoint is a conv)
+ *   dx       stride 1: the same kernel on dy padded by kh-1-pad with the
+ *            weights transposed and flipped (a stride-1 conv's adjoint is a
+ *            conv); stride > 1: dcol = w^T dy with the same tile, then rows
+ *            added into the phase planes and scattered back
  *   dw       dw[co][k] = sum_q dyg[co][q] * xpad[ci(k)][q + off(k)], dyg = dy on
  *            the pw grid with zero columns; tile 4 channels x 6 taps of
  *            16-lane partial sums, reduced after a group of images.
@@ -84,28 +88,39 @@ static size_t plane_of(const struct pgeom *g, int c, int py, int px)
 static void pad_image(float *dst, const float *src, const struct pgeom *g)
 {
     int p = g->pad, s = g->s;
-    memset(dst, 0, g->nbuf * sizeof(float));
+    size_t planes = (size_t)g->C * g->npy * g->npx * g->L;
+    memset(dst + planes, 0, (g->nbuf - planes) * sizeof(float));
+    if (s == 1) {
+        /* write every float once: border zeros and rows */
+        int pw = g->pws;
+        for (int c = 0; c < g->C; c++) {
+            float *d = dst + plane_of(g, c, 0, 0);
+            const float *sc = src + (size_t)c * g->H * g->W;
+            memset(d, 0, ((size_t)p * pw + p) * sizeof(float));
+            for (int y = 0; y < g->H; y++) {
+                float *dr = d + (size_t)(y + p) * pw + p;
+                memcpy(dr, sc + (size_t)y * g->W, (size_t)g->W * sizeof(float));
+                /* right pad of this row and left pad of the next */
+                for (int x = g->W; x < g->W + 2 * p; x++)
+                    dr[x] = 0.0f;
+            }
+            memset(d + (size_t)(g->H + p) * pw + p, 0, ((size_t)p * pw - p) * sizeof(float));
+        }
+        return;
+    }
+    memset(dst, 0, planes * sizeof(float));
     for (int c = 0; c < g->C; c++) {
         const float *sc = src + (size_t)c * g->H * g->W;
-        if (s == 1) {
-            float *d = dst + plane_of(g, c, 0, 0);
-            for (int y = 0; y < g->H; y++)
-                memcpy(d + (size_t)(y + p) * g->pws + p, sc + (size_t)y * g->W,
-                       (size_t)g->W * sizeof(float));
-            continue;
-        }
         for (int py = 0; py < g->npy; py++)
             for (int px = 0; px < g->npx; px++) {
                 float *d = dst + plane_of(g, c, py, px);
-                for (int i = 0; i < g->phs; i++) {
-                    int y = i * s + py - p;
-                    if (y < 0 || y >= g->H)
-                        continue;
-                    for (int j = 0; j < g->pws; j++) {
-                        int x = j * s + px - p;
-                        if (x >= 0 && x < g->W)
-                            d[(size_t)i * g->pws + j] = sc[(size_t)y * g->W + x];
-                    }
+                /* first source row/column of this phase, and where it lands */
+                int y0 = ((py - p) % s + s) % s, x0 = ((px - p) % s + s) % s;
+                for (int y = y0; y < g->H; y += s) {
+                    float *dr = d + (size_t)((y + p) / s) * g->pws + (x0 + p) / s;
+                    const float *sr = sc + (size_t)y * g->W;
+                    for (int x = x0, j = 0; x < g->W; x += s, j++)
+                        dr[j] = sr[x];
                 }
             }
     }
@@ -316,20 +331,22 @@ static AVX512 void dinput_image(float *dx, const float *dy, const float *wpT, co
         for (int q = 0; q < g->Qr; q++)
             dst[q] += src[q];
     }
+    /* scatter the phases back: input pixel (y,x) is phase ((y+p)%s, (x+p)%s)
+     * at ((y+p)/s, (x+p)/s); phases a kernel smaller than the stride never
+     * reads get no gradient */
     int p = g->pad, s = g->s;
     for (int c = 0; c < g->C; c++)
-        for (int y = 0; y < g->H; y++) {
-            int yy = y + p;
-            if (yy % s >= g->npy)
-                continue; /* rows no tap reads (kernel smaller than stride) */
-            float *d = dx + ((size_t)c * g->H + y) * g->W;
-            for (int x = 0; x < g->W; x++) {
-                int xx = x + p;
-                if (xx % s >= g->npx)
-                    continue;
-                d[x] += dxp[plane_of(g, c, yy % s, xx % s) + (size_t)(yy / s) * g->pws + xx / s];
+        for (int py = 0; py < g->npy; py++)
+            for (int px = 0; px < g->npx; px++) {
+                const float *ph = dxp + plane_of(g, c, py, px);
+                int y0 = ((py - p) % s + s) % s, x0 = ((px - p) % s + s) % s;
+                for (int y = y0; y < g->H; y += s) {
+                    const float *src = ph + (size_t)((y + p) / s) * g->pws + (x0 + p) / s;
+                    float *d = dx + ((size_t)c * g->H + y) * g->W;
+                    for (int x = x0, j = 0; x < g->W; x += s, j++)
+                        d[x] += src[j];
+                }
             }
-        }
 }
 
 static void dinput_strided(float *dx, const float *dy, const float *w, int N, int Cin, int H,
@@ -504,6 +521,30 @@ void akt_conv_dweight_avx512(float *dw, const float *dy, const float *x, int N, 
         for (size_t i = 0; i < (size_t)Cout * K; i++)
             dw[i] += pd[i];
     }
+}
+
+#else /* not x86-64: never called (akt_have_avx512() is 0); keeps the link */
+
+void akt_conv_forward_avx512(float *y, const float *x, const float *w, const float *bias, int N,
+                             int Cin, int H, int W, int Cout, int kh, int kw, int stride, int pad)
+{
+    (void)y, (void)x, (void)w, (void)bias, (void)N, (void)Cin, (void)H, (void)W, (void)Cout;
+    (void)kh, (void)kw, (void)stride, (void)pad;
+    AKT_ASSERT(!"AVX-512 kernels are not built on this architecture");
+}
+void akt_conv_dinput_avx512(float *dx, const float *dy, const float *w, int N, int Cin, int H,
+                            int W, int Cout, int kh, int kw, int stride, int pad)
+{
+    (void)dx, (void)dy, (void)w, (void)N, (void)Cin, (void)H, (void)W, (void)Cout;
+    (void)kh, (void)kw, (void)stride, (void)pad;
+    AKT_ASSERT(!"AVX-512 kernels are not built on this architecture");
+}
+void akt_conv_dweight_avx512(float *dw, const float *dy, const float *x, int N, int Cin, int H,
+                             int W, int Cout, int kh, int kw, int stride, int pad)
+{
+    (void)dw, (void)dy, (void)x, (void)N, (void)Cin, (void)H, (void)W, (void)Cout;
+    (void)kh, (void)kw, (void)stride, (void)pad;
+    AKT_ASSERT(!"AVX-512 kernels are not built on this architecture");
 }
 
 #endif /* x86-64 */

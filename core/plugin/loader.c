@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -343,6 +342,10 @@ int akt_registry_load_file(struct akt_registry *r, const char *path, struct akt_
     void *h = dlopen(open_path, RTLD_NOW | RTLD_LOCAL);
     if (!h) {
         const char *de = dlerror();
+        /* glibc starts the text with the path, which where already names */
+        size_t l = strlen(open_path);
+        if (de && !strncmp(de, open_path, l) && !strncmp(de + l, ": ", 2))
+            de += l + 2;
         return akt_error_set(e, AKT_EPLUGIN, path, "not a loadable shared object: %s",
                              de ? de : "unknown dlopen error");
     }
@@ -581,6 +584,8 @@ int akt_params_set(const struct akt_plugin *p, struct akt_param_values *v, const
                    const char *value, const char *where, struct akt_error *e)
 {
     char wbuf[256];
+    if (!value)
+        value = "";
     if (!where) {
         snprintf(wbuf, sizeof wbuf, "%s.%s", kind_name(p->kind), key);
         where = wbuf;

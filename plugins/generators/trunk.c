@@ -196,10 +196,10 @@ struct akt_tensor *gen_bns_loss(struct akt_tape *t, const struct akt_resnet *tea
         }
         struct akt_tensor *mu, *var;
         akt_batch_stats(t, x, &mu, &var);
-        struct akt_tensor *rm = akt_tensor_from(t, teacher->values + teacher->params[idx + 2].offset,
-                                                1, &C);
-        struct akt_tensor *rv = akt_tensor_from(t, teacher->values + teacher->params[idx + 3].offset,
-                                                1, &C);
+        const float *rmd = teacher->values + teacher->params[idx + 2].offset;
+        const float *rvd = teacher->values + teacher->params[idx + 3].offset;
+        struct akt_tensor *rm = akt_tensor_from(t, rmd, 1, &C);
+        struct akt_tensor *rv = akt_tensor_from(t, rvd, 1, &C);
         struct akt_tensor *dm = akt_mean(t, akt_square(t, akt_sub(t, mu, rm)), 0, 1);
         struct akt_tensor *dv = akt_mean(t, akt_square(t, akt_sub(t, var, rv)), 0, 1);
         struct akt_tensor *term = akt_add(t, dm, dv);

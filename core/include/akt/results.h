@@ -13,6 +13,10 @@ extern "C" {
 
 #define AKT_RESULTS_SCHEMA 1
 
+/* Names: run ids, tensor groups ('/' between levels), tensor and attribute
+ * names use [A-Za-z0-9_.-]; metric names use [A-Za-z0-9_.]. Anything else is
+ * AKT_EINVAL. */
+
 struct akt_results;
 
 /* Creates the file, or opens an existing akt results file for appending. */
@@ -32,10 +36,19 @@ int akt_results_get_status(struct akt_results *r, const char *id, char *buf, siz
  * makes value a [steps, width] table (e.g. 19 activation ranges). */
 int akt_results_append(struct akt_results *r, const char *id, const char *name, int64_t step,
                        const double *value, int width, struct akt_error *e);
-/* Number of rows in a metric (0 if absent). */
+/* Number of rows in a metric (0 if absent, a negative AKT_E* if malformed). */
 int64_t akt_results_rows(struct akt_results *r, const char *id, const char *name);
+/* Reads the first rows rows of a metric (width must match); steps or values
+ * may be NULL. values is [rows, width], C order. */
+int akt_results_read_metric(struct akt_results *r, const char *id, const char *name,
+                            int64_t *steps, double *values, int64_t rows, int width,
+                            struct akt_error *e);
 /* Truncates every metric of a run to rows (resume drops a partial epoch). */
 int akt_results_truncate(struct akt_results *r, const char *id, int64_t rows, struct akt_error *e);
+/* Same, by step: keeps each metric's rows before its first step >= step, so
+ * metrics that skip epochs (plugin metrics) are cut at the same epoch. */
+int akt_results_truncate_steps(struct akt_results *r, const char *id, int64_t step,
+                               struct akt_error *e);
 /* /runs/<id>/<group>/<name>: a float32 tensor (replaced if present). */
 int akt_results_write_tensor(struct akt_results *r, const char *id, const char *group,
                              const char *name, const float *data, int ndim, const int *shape,
@@ -45,7 +58,11 @@ int akt_results_write_ints(struct akt_results *r, const char *id, const char *gr
 /* Reads a tensor written above; n must match. */
 int akt_results_read_tensor(struct akt_results *r, const char *id, const char *group,
                             const char *name, float *data, int64_t n, struct akt_error *e);
-/* Scalar attributes on /runs/<id> (double) */
+int akt_results_read_ints(struct akt_results *r, const char *id, const char *group,
+                          const char *name, int *data, int n, struct akt_error *e);
+/* Scalar attributes on /runs/<id> (double); get returns 0, or < 0 when the
+ * run or attribute is absent. config/status/status_message/created are
+ * reserved. */
 int akt_results_set_attr(struct akt_results *r, const char *id, const char *name, double v,
                          struct akt_error *e);
 int akt_results_get_attr(struct akt_results *r, const char *id, const char *name, double *v);

@@ -15,10 +15,10 @@ extern "C" {
 
 struct akt_run_config {
     char id[128];               /* run id in the results file */
-    const char *teacher_path;
-    const char *data_path;      /* evaluation set (never used for training) */
+    char teacher_path[1024];
+    char data_path[1024];       /* evaluation set (never used for training) */
     enum akt_cifar_format data_format;
-    const char *generator, *loss; /* plugin names */
+    char generator[64], loss[64]; /* plugin names */
     struct akt_param_values gen_params, loss_params; /* validated */
     int wbits, abits;
     int epochs, iters, batch;
@@ -34,11 +34,25 @@ struct akt_run_config {
     int first_last_8bit;
     enum akt_range_ema range_ema;
     int eval_batch;
-    const char *out_path;       /* results HDF5, or NULL */
+    char out_path[1024];        /* results HDF5, or "" for none */
 };
 
 /* SPEC defaults for everything but paths and plugin names. */
 void akt_run_config_defaults(struct akt_run_config *c);
+/* One setting as a user writes it (--set KEY=VALUE, a YAML key): run keys
+ * (id, teacher, data, format, generator, loss, wbits, abits, bits (both),
+ * epochs, iters, batch, seed, threads, warmup_epochs, tracker_epochs,
+ * lr_student, lr_generator, momentum, weight_decay, milestones ("100,200" or
+ * "none"), gamma, first_last_8bit, range_ema, eval_batch, out) and plugin
+ * parameters generator.KEY / loss.KEY (validated against the plugin's table;
+ * setting generator or loss resets that plugin's parameters to defaults, so
+ * set names first). where prefixes errors ("exp.yaml:12:5" or "--set").
+ * reg may be NULL only for run keys. */
+int akt_run_config_set(struct akt_run_config *c, const struct akt_registry *reg, const char *key,
+                       const char *value, const char *where, struct akt_error *e);
+/* Checks ranges and resolves the plugins; call before akt_run_train. */
+int akt_run_config_check(const struct akt_run_config *c, const struct akt_registry *reg,
+                         struct akt_error *e);
 /* The expanded configuration as YAML text (stored with the results). */
 char *akt_run_config_yaml(const struct akt_run_config *c, const struct akt_plugin *gen,
                           const struct akt_plugin *loss);

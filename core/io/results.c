@@ -1,0 +1,1150 @@
+/* Results files (schema: results/README.md). Every HDF5 call is checked and
+ * errors name the file, the HDF5 path and the problem.
+ *
+ * Crash safety: the file keeps the default (earliest) format bounds, whose
+ * superblock has no "open for writing" flag, so a file whose writer was
+ * killed after its last H5Fflush reopens without h5clear. Metric rows are
+ * appended in place (H5Dset_extent + a one-row hyperslab); the reader takes
+ * min(rows of step, rows of value), so a row half-written before a crash is
+ * simply not there. */
+#include "akt/results.h"
+
+#include <errno.h>
+#include <hdf5.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CREATOR "akt 0.1.0"
+#define MAX_NDIM 8
+#define MAX_WIDTH (1 << 20)
+
+struct akt_results {
+    hid_t f;
+    hid_t runs; /* /runs, open while the file is */
+    char *path;
+};
+
+/* HDF5 prints its own error stack by default; we report through akt_error. */
+static void h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+/* Closes any HDF5 handle (negative ids are ignored); <0 if the close failed. */
+static int h5_close(hid_t id)
+{
+    if (id < 0)
+        return 0;
+    herr_t r;
+    switch (H5Iget_type(id)) {
+    case H5I_FILE: r = H5Fclose(id); break;
+    case H5I_GROUP: r = H5Gclose(id); break;
+    case H5I_DATASET: r = H5Dclose(id); break;
+    case H5I_ATTR: r = H5Aclose(id); break;
+    case H5I_DATASPACE: r = H5Sclose(id); break;
+    case H5I_DATATYPE: r = H5Tclose(id); break;
+    case H5I_GENPROP_LST: r = H5Pclose(id); break;
+    default: r = -1; break;
+    }
+    return r < 0 ? -1 : 0;
+}
+
+/* "file:/runs/<id>[/<sub>]" for error messages. */
+static const char *where_of(char *buf, size_t n, const struct akt_results *r, const char *id,
+                            const char *sub)
+{
+    if (id && sub && *sub)
+        snprintf(buf, n, "%s:/runs/%s/%s", r->path, id, sub);
+    else if (id)
+        snprintf(buf, n, "%s:/runs/%s", r->path, id);
+    else
+        snprintf(buf, n, "%s:/", r->path);
+    return buf;
+}
+
+/* Names of runs, groups, tensors, attributes: [A-Za-z0-9_.-], not "." or "..".
+ * Metric names: [A-Za-z0-9_.] (no '-'), as README.md documents. */
+static int name_ok(const char *s, int allow_dash)
+{
+    if (!s || !*s || strlen(s) > 255)
+        return 0;
+    int dots = 1;
+    for (const char *p = s; *p; p++) {
+        char c = *p;
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '_' || c == '.' || (allow_dash && c == '-');
+        if (!ok)
+            return 0;
+        if (c != '.')
+            dots = 0;
+    }
+    return !dots;
+}
+
+/* A group path "a/b/c": each component a valid name. */
+static int group_path_ok(const char *s)
+{
+    if (!s || !*s || strlen(s) > 1000)
+        return 0;
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", s);
+    char *save = NULL;
+    int parts = 0;
+    if (buf[0] == '/' || buf[strlen(buf) - 1] == '/' || strstr(buf, "//"))
+        return 0;
+    for (char *t = strtok_r(buf, "/", &save); t; t = strtok_r(NULL, "/", &save), parts++)
+        if (!name_ok(t, 1))
+            return 0;
+    return parts > 0;
+}
+
+static const char *const reserved_attrs[] = {"config", "status", "status_message", "created"};
+
+static int is_reserved(const char *name)
+{
+    for (size_t i = 0; i < sizeof reserved_attrs / sizeof reserved_attrs[0]; i++)
+        if (!strcmp(name, reserved_attrs[i]))
+            return 1;
+    return 0;
+}
+
+static void iso_time_utc(char *buf, size_t n)
+{
+    time_t t = time(NULL);
+    struct tm tm;
+    if (t == (time_t)-1 || !gmtime_r(&t, &tm) || !strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm))
+        snprintf(buf, n, "unknown");
+}
+
+/* ---- attributes --------------------------------------------------------- */
+
+/* Variable-length UTF-8 string type (h5py reads it as str). */
+static hid_t vlen_utf8(void)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    if (t < 0)
+        return -1;
+    if (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0) {
+        H5Tclose(t);
+        return -1;
+    }
+    return t;
+}
+
+/* Opens attribute `name` of obj for rewriting when it is a scalar of the
+ * wanted class (and vlen-ness for strings); otherwise deletes it and creates
+ * a new scalar one with file type ftype. */
+static hid_t attr_for_write(hid_t obj, const char *name, hid_t ftype)
+{
+    htri_t ex = H5Aexists(obj, name);
+    if (ex < 0)
+        return -1;
+    if (ex > 0) {
+        hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+        if (a < 0)
+            return -1;
+        hid_t t = H5Aget_type(a), sp = H5Aget_space(a);
+        int keep = 0;
+        if (t >= 0 && sp >= 0 && H5Sget_simple_extent_type(sp) == H5S_SCALAR &&
+            H5Tget_class(t) == H5Tget_class(ftype)) {
+            if (H5Tget_class(ftype) == H5T_STRING)
+                keep = H5Tis_variable_str(t) > 0 && H5Tget_cset(t) == H5T_CSET_UTF8;
+            else
+                keep = H5Tget_size(t) == H5Tget_size(ftype);
+        }
+        int bad = h5_close(t) | h5_close(sp);
+        if (keep && !bad)
+            return a;
+        if (h5_close(a) < 0 || bad || H5Adelete(obj, name) < 0)
+            return -1;
+    }
+    hid_t sp = H5Screate(H5S_SCALAR);
+    if (sp < 0)
+        return -1;
+    hid_t a = H5Acreate2(obj, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT);
+    if (h5_close(sp) < 0) {
+        h5_close(a);
+        return -1;
+    }
+    return a;
+}
+
+static int write_attr_str(hid_t obj, const char *name, const char *value)
+{
+    hid_t t = vlen_utf8();
+    if (t < 0)
+        return -1;
+    hid_t a = attr_for_write(obj, name, t);
+    int bad = a < 0 || H5Awrite(a, t, &value) < 0;
+    bad |= h5_close(a) < 0;
+    bad |= h5_close(t) < 0;
+    return bad ? -1 : 0;
+}
+
+static int write_attr_f64(hid_t obj, const char *name, double v)
+{
+    hid_t a = attr_for_write(obj, name, H5T_IEEE_F64LE);
+    int bad = a < 0 || H5Awrite(a, H5T_NATIVE_DOUBLE, &v) < 0;
+    bad |= h5_close(a) < 0;
+    return bad ? -1 : 0;
+}
+
+static int write_attr_i32(hid_t obj, const char *name, int v)
+{
+    hid_t a = attr_for_write(obj, name, H5T_STD_I32LE);
+    int bad = a < 0 || H5Awrite(a, H5T_NATIVE_INT, &v) < 0;
+    bad |= h5_close(a) < 0;
+    return bad ? -1 : 0;
+}
+
+/* A scalar string attribute (variable or fixed length) into buf; 0 or -1. */
+static int read_attr_str(hid_t obj, const char *name, char *buf, size_t n)
+{
+    if (H5Aexists(obj, name) <= 0)
+        return -1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    if (a < 0)
+        return -1;
+    hid_t ft = H5Aget_type(a), sp = H5Aget_space(a);
+    int rc = -1;
+    if (ft >= 0 && sp >= 0 && H5Tget_class(ft) == H5T_STRING &&
+        H5Sget_simple_extent_npoints(sp) == 1) {
+        if (H5Tis_variable_str(ft) > 0) {
+            hid_t mt = vlen_utf8();
+            char *s = NULL;
+            if (mt >= 0 && H5Aread(a, mt, &s) >= 0 && s) {
+                snprintf(buf, n, "%s", s);
+                rc = 0;
+            }
+            if (s && H5free_memory(s) < 0)
+                rc = -1;
+            if (h5_close(mt) < 0)
+                rc = -1;
+        } else {
+            size_t len = H5Tget_size(ft);
+            char *s = len ? calloc(1, len + 1) : NULL;
+            hid_t mt = s ? H5Tcopy(H5T_C_S1) : -1;
+            if (mt >= 0 && H5Tset_size(mt, len + 1) >= 0 && H5Aread(a, mt, s) >= 0) {
+                snprintf(buf, n, "%s", s);
+                rc = 0;
+            }
+            if (h5_close(mt) < 0)
+                rc = -1;
+            free(s);
+        }
+    }
+    if ((h5_close(ft) | h5_close(sp) | h5_close(a)) < 0)
+        rc = -1;
+    return rc;
+}
+
+/* A scalar numeric attribute as double; 0, or -1 if absent or not numeric. */
+static int read_attr_f64(hid_t obj, const char *name, double *v)
+{
+    if (H5Aexists(obj, name) <= 0)
+        return -1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    if (a < 0)
+        return -1;
+    hid_t ft = H5Aget_type(a), sp = H5Aget_space(a);
+    int rc = -1;
+    if (ft >= 0 && sp >= 0 && H5Sget_simple_extent_npoints(sp) == 1) {
+        H5T_class_t c = H5Tget_class(ft);
+        if ((c == H5T_FLOAT || c == H5T_INTEGER) && H5Aread(a, H5T_NATIVE_DOUBLE, v) >= 0)
+            rc = 0;
+    }
+    if ((h5_close(ft) | h5_close(sp) | h5_close(a)) < 0)
+        rc = -1;
+    return rc;
+}
+
+/* ---- groups ------------------------------------------------------------- */
+
+/* Opens child group `name` of parent; creates it when create is set.
+ * Returns the group, -1 on an HDF5 failure, -2 if absent (create == 0),
+ * -3 if the link exists but is not a group. */
+static hid_t child_group(hid_t parent, const char *name, int create)
+{
+    htri_t ex = H5Lexists(parent, name, H5P_DEFAULT);
+    if (ex < 0)
+        return -1;
+    if (ex == 0) {
+        if (!create)
+            return -2;
+        return H5Gcreate2(parent, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    }
+    H5O_info_t info;
+    if (H5Oget_info_by_name(parent, name, &info, H5P_DEFAULT) < 0)
+        return -1;
+    if (info.type != H5O_TYPE_GROUP)
+        return -3;
+    return H5Gopen2(parent, name, H5P_DEFAULT);
+}
+
+/* Opens /runs/<id>, with an error when the id is bad or the run is absent. */
+static hid_t open_run(struct akt_results *r, const char *id, struct akt_error *e)
+{
+    char w[700];
+    if (!r) {
+        akt_error_set(e, AKT_EINVAL, "results", "no results file (NULL handle)");
+        return -1;
+    }
+    if (!name_ok(id, 1)) {
+        akt_error_set(e, AKT_EINVAL, where_of(w, sizeof w, r, NULL, NULL),
+                      "run id '%s' is not a valid name (use [A-Za-z0-9_.-], up to 255)",
+                      id ? id : "(null)");
+        return -1;
+    }
+    hid_t g = child_group(r->runs, id, 0);
+    if (g == -2)
+        akt_error_set(e, AKT_EINVAL, where_of(w, sizeof w, r, id, NULL),
+                      "no such run (akt_results_run creates it)");
+    else if (g == -3)
+        akt_error_set(e, AKT_EFORMAT, where_of(w, sizeof w, r, id, NULL), "not a group");
+    else if (g < 0)
+        akt_error_set(e, AKT_EFORMAT, where_of(w, sizeof w, r, id, NULL),
+                      "run group cannot be opened (corrupt file?)");
+    return g < 0 ? -1 : g;
+}
+
+/* Opens (creating as needed) every component of "a/b/c" under run. */
+static hid_t ensure_group_path(hid_t run, const char *path)
+{
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", path);
+    char *save = NULL;
+    hid_t cur = run;
+    for (char *t = strtok_r(buf, "/", &save); t; t = strtok_r(NULL, "/", &save)) {
+        hid_t next = child_group(cur, t, 1);
+        if (cur != run && h5_close(cur) < 0) {
+            h5_close(next);
+            return -1;
+        }
+        if (next < 0)
+            return -1;
+        cur = next;
+    }
+    return cur == run ? -1 : cur;
+}
+
+/* ---- open / close ------------------------------------------------------- */
+
+static int init_new_file(hid_t f)
+{
+    char now[64];
+    iso_time_utc(now, sizeof now);
+    if (write_attr_i32(f, "akt_schema_version", AKT_RESULTS_SCHEMA) < 0 ||
+        write_attr_str(f, "creator", CREATOR) < 0 || write_attr_str(f, "created", now) < 0)
+        return -1;
+    hid_t g = H5Gcreate2(f, "runs", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g < 0 || h5_close(g) < 0)
+        return -1;
+    return H5Fflush(f, H5F_SCOPE_GLOBAL) < 0 ? -1 : 0;
+}
+
+static int check_existing(hid_t f, const char *path, struct akt_error *e)
+{
+    char w[700];
+    snprintf(w, sizeof w, "%s:/", path);
+    htri_t ex = H5Aexists(f, "akt_schema_version");
+    if (ex < 0)
+        return akt_error_set(e, AKT_EFORMAT, w, "root group cannot be read (corrupt file?)");
+    if (ex == 0)
+        return akt_error_set(e, AKT_EFORMAT, w,
+                             "an HDF5 file, but not an akt results file (no root attribute "
+                             "'akt_schema_version'); choose another output path");
+    hid_t a = H5Aopen(f, "akt_schema_version", H5P_DEFAULT);
+    hid_t t = a < 0 ? -1 : H5Aget_type(a);
+    long long v = 0;
+    int ok = t >= 0 && H5Tget_class(t) == H5T_INTEGER && H5Aread(a, H5T_NATIVE_LLONG, &v) >= 0;
+    if ((h5_close(t) | h5_close(a)) < 0)
+        ok = 0;
+    if (!ok)
+        return akt_error_set(e, AKT_EFORMAT, w, "attribute 'akt_schema_version' is not an integer");
+    if (v > AKT_RESULTS_SCHEMA)
+        return akt_error_set(e, AKT_EFORMAT, w,
+                             "akt_schema_version is %lld: written by a newer akt (this one "
+                             "reads up to %d)", v, AKT_RESULTS_SCHEMA);
+    if (v < 1)
+        return akt_error_set(e, AKT_EFORMAT, w, "akt_schema_version is %lld, expected 1..%d", v,
+                             AKT_RESULTS_SCHEMA);
+    return 0;
+}
+
+int akt_results_open(struct akt_results **out, const char *path, struct akt_error *e)
+{
+    *out = NULL;
+    if (!path || !*path)
+        return akt_error_set(e, AKT_EINVAL, "results", "empty results path");
+    h5_quiet();
+    struct stat st;
+    hid_t f = -1;
+    int rc = 0;
+    if (stat(path, &st) != 0) {
+        if (errno != ENOENT)
+            return akt_error_set(e, AKT_EIO, path, "cannot open: %s", strerror(errno));
+        errno = 0;
+        f = H5Fcreate(path, H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
+        if (f < 0) {
+            int err = errno;
+            return akt_error_set(e, AKT_EIO, path, "cannot create the results file%s%s",
+                                 err ? ": " : "", err ? strerror(err) : "");
+        }
+        if (init_new_file(f) < 0) {
+            h5_close(f);
+            unlink(path);
+            return akt_error_set(e, AKT_EIO, path,
+                                 "writing the root group of a new results file failed (disk full?)");
+        }
+    } else {
+        if (S_ISDIR(st.st_mode))
+            return akt_error_set(e, AKT_EIO, path, "is a directory, expected a results file");
+        if (access(path, R_OK | W_OK) != 0)
+            return akt_error_set(e, AKT_EIO, path, "cannot open for reading and writing: %s",
+                                 strerror(errno));
+        if (H5Fis_hdf5(path) <= 0)
+            return akt_error_set(e, AKT_EFORMAT, path,
+                                 "exists but is not an HDF5 file (%lld bytes); an akt results "
+                                 "file is HDF5: choose another output path",
+                                 (long long)st.st_size);
+        /* checked read-only first: a foreign file is never opened for writing */
+        f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+        if (f < 0)
+            return akt_error_set(e, AKT_EFORMAT, path,
+                                 "HDF5 file cannot be opened (corrupt, truncated, or being "
+                                 "written by another process?)");
+        rc = check_existing(f, path, e);
+        if (H5Fclose(f) < 0 && !rc)
+            rc = akt_error_set(e, AKT_EFORMAT, path, "HDF5 file cannot be closed");
+        if (rc)
+            return rc;
+        f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+        if (f < 0)
+            return akt_error_set(e, AKT_EIO, path,
+                                 "results file cannot be opened for writing (open in another "
+                                 "process?)");
+    }
+    hid_t runs = child_group(f, "runs", 0);
+    if (runs < 0) {
+        h5_close(f);
+        char w[700];
+        snprintf(w, sizeof w, "%s:/runs", path);
+        return akt_error_set(e, AKT_EFORMAT, w, "missing or not a group (malformed results file)");
+    }
+    struct akt_results *r = calloc(1, sizeof *r);
+    char *p = strdup(path);
+    if (!r || !p) {
+        free(r);
+        free(p);
+        h5_close(runs);
+        h5_close(f);
+        return akt_error_set(e, AKT_ENOMEM, path, "out of memory");
+    }
+    r->f = f;
+    r->runs = runs;
+    r->path = p;
+    *out = r;
+    return 0;
+}
+
+int akt_results_close(struct akt_results *r, struct akt_error *e)
+{
+    if (!r)
+        return 0;
+    int bad = h5_close(r->runs) < 0;
+    bad |= H5Fclose(r->f) < 0;
+    int rc = bad ? akt_error_set(e, AKT_EIO, r->path, "closing the results file failed (disk full?)")
+                 : 0;
+    free(r->path);
+    free(r);
+    return rc;
+}
+
+int akt_results_flush(struct akt_results *r, struct akt_error *e)
+{
+    if (!r)
+        return akt_error_set(e, AKT_EINVAL, "results", "no results file (NULL handle)");
+    if (H5Fflush(r->f, H5F_SCOPE_GLOBAL) < 0)
+        return akt_error_set(e, AKT_EIO, r->path, "flush failed (disk full?)");
+    return 0;
+}
+
+/* ---- runs, status, attributes ------------------------------------------- */
+
+int akt_results_run(struct akt_results *r, const char *id, const char *config_yaml,
+                    struct akt_error *e)
+{
+    char w[700];
+    if (!r)
+        return akt_error_set(e, AKT_EINVAL, "results", "no results file (NULL handle)");
+    if (!name_ok(id, 1))
+        return akt_error_set(e, AKT_EINVAL, where_of(w, sizeof w, r, NULL, NULL),
+                             "run id '%s' is not a valid name (use [A-Za-z0-9_.-], up to 255)",
+                             id ? id : "(null)");
+    where_of(w, sizeof w, r, id, NULL);
+    htri_t ex = H5Lexists(r->runs, id, H5P_DEFAULT);
+    if (ex < 0)
+        return akt_error_set(e, AKT_EFORMAT, w, "cannot look up the run (corrupt file?)");
+    if (ex > 0) { /* reopened: the stored config stays */
+        hid_t g = open_run(r, id, e);
+        if (g < 0)
+            return e ? e->code : AKT_EFORMAT;
+        hid_t m = child_group(g, "metrics", 1);
+        int bad = m < 0;
+        bad |= h5_close(m) < 0;
+        bad |= h5_close(g) < 0;
+        if (bad)
+            return akt_error_set(e, AKT_EFORMAT, w, "group 'metrics' missing and cannot be created");
+        return 0;
+    }
+    char now[64];
+    iso_time_utc(now, sizeof now);
+    hid_t g = H5Gcreate2(r->runs, id, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g < 0)
+        return akt_error_set(e, AKT_EIO, w, "cannot create the run group");
+    int bad = write_attr_str(g, "config", config_yaml ? config_yaml : "") < 0;
+    bad = bad || write_attr_str(g, "status", "running") < 0;
+    bad = bad || write_attr_str(g, "status_message", "") < 0;
+    bad = bad || write_attr_str(g, "created", now) < 0;
+    hid_t m = bad ? -1 : H5Gcreate2(g, "metrics", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    bad |= m < 0;
+    bad |= h5_close(m) < 0;
+    bad |= h5_close(g) < 0;
+    if (bad) {
+        H5Ldelete(r->runs, id, H5P_DEFAULT); /* best effort: no half-made run */
+        return akt_error_set(e, AKT_EIO, w, "writing the run's config and status failed");
+    }
+    return akt_results_flush(r, e);
+}
+
+int akt_results_has_run(struct akt_results *r, const char *id)
+{
+    if (!r || !name_ok(id, 1))
+        return 0;
+    return H5Lexists(r->runs, id, H5P_DEFAULT) > 0;
+}
+
+int akt_results_set_status(struct akt_results *r, const char *id, const char *status,
+                           const char *message, struct akt_error *e)
+{
+    char w[700];
+    static const char *const known[] = {"running", "done", "failed", "interrupted"};
+    int ok = 0;
+    for (size_t i = 0; status && i < sizeof known / sizeof known[0]; i++)
+        ok |= !strcmp(status, known[i]);
+    hid_t g = open_run(r, id, e);
+    if (g < 0)
+        return e ? e->code : AKT_EINVAL;
+    where_of(w, sizeof w, r, id, NULL);
+    if (!ok) {
+        h5_close(g);
+        return akt_error_set(e, AKT_EINVAL, w,
+                             "status '%s' is not one of running, done, failed, interrupted",
+                             status ? status : "(null)");
+    }
+    int bad = write_attr_str(g, "status", status) < 0;
+    bad = bad || write_attr_str(g, "status_message", message ? message : "") < 0;
+    bad |= h5_close(g) < 0;
+    if (bad)
+        return akt_error_set(e, AKT_EIO, w, "writing attribute 'status' failed");
+    return akt_results_flush(r, e);
+}
+
+int akt_results_get_status(struct akt_results *r, const char *id, char *buf, size_t n)
+{
+    if (buf && n)
+        buf[0] = 0;
+    hid_t g = open_run(r, id, NULL);
+    if (g < 0)
+        return AKT_EINVAL;
+    int rc = read_attr_str(g, "status", buf, n) < 0 ? AKT_EFORMAT : 0;
+    if (h5_close(g) < 0)
+        rc = AKT_EFORMAT;
+    return rc;
+}
+
+int akt_results_set_attr(struct akt_results *r, const char *id, const char *name, double v,
+                         struct akt_error *e)
+{
+    char w[700];
+    hid_t g = open_run(r, id, e);
+    if (g < 0)
+        return e ? e->code : AKT_EINVAL;
+    where_of(w, sizeof w, r, id, NULL);
+    if (!name_ok(name, 1) || is_reserved(name)) {
+        h5_close(g);
+        return akt_error_set(e, AKT_EINVAL, w,
+                             "attribute name '%s' is invalid or reserved (config, status, "
+                             "status_message, created)", name ? name : "(null)");
+    }
+    int bad = write_attr_f64(g, name, v) < 0;
+    bad |= h5_close(g) < 0;
+    if (bad)
+        return akt_error_set(e, AKT_EIO, w, "writing attribute '%s' failed", name);
+    return 0;
+}
+
+int akt_results_get_attr(struct akt_results *r, const char *id, const char *name, double *v)
+{
+    hid_t g = open_run(r, id, NULL);
+    if (g < 0)
+        return AKT_EINVAL;
+    int rc = name_ok(name, 1) && read_attr_f64(g, name, v) == 0 ? 0 : AKT_EFORMAT;
+    if (h5_close(g) < 0)
+        rc = AKT_EFORMAT;
+    return rc;
+}
+
+/* ---- metric series ------------------------------------------------------ */
+
+/* An extendible [0] or [0,width] dataset, chunked along rows. */
+static hid_t create_series(hid_t g, const char *name, hid_t ftype, int width)
+{
+    hsize_t rows_per_chunk = 128;
+    size_t row_bytes = (size_t)width * 8;
+    if (rows_per_chunk * row_bytes > (1u << 20))
+        rows_per_chunk = (1u << 20) / row_bytes ? (1u << 20) / row_bytes : 1;
+    int nd = width > 1 ? 2 : 1;
+    hsize_t dims[2] = {0, (hsize_t)width}, maxd[2] = {H5S_UNLIMITED, (hsize_t)width},
+            chunk[2] = {rows_per_chunk, (hsize_t)width};
+    hid_t sp = H5Screate_simple(nd, dims, maxd);
+    hid_t pl = H5Pcreate(H5P_DATASET_CREATE);
+    hid_t d = -1;
+    if (sp >= 0 && pl >= 0 && H5Pset_chunk(pl, nd, chunk) >= 0)
+        d = H5Dcreate2(g, name, ftype, sp, H5P_DEFAULT, pl, H5P_DEFAULT);
+    if ((h5_close(sp) | h5_close(pl)) < 0) {
+        h5_close(d);
+        return -1;
+    }
+    return d;
+}
+
+/* Shape of a dataset: rank (<= 2 accepted) and dims; -1 on failure. */
+static int ds_dims(hid_t d, hsize_t dims[2])
+{
+    dims[0] = dims[1] = 0;
+    hid_t sp = H5Dget_space(d);
+    if (sp < 0)
+        return -1;
+    int nd = H5Sget_simple_extent_ndims(sp);
+    if (nd < 1 || nd > 2 || H5Sget_simple_extent_dims(sp, dims, NULL) < 0)
+        nd = -1;
+    if (h5_close(sp) < 0)
+        return -1;
+    return nd;
+}
+
+/* Writes one row (count elements) at row `row` of d, extending it first. */
+static int write_row(hid_t d, hsize_t row, hsize_t width, hid_t mtype, const void *buf)
+{
+    hsize_t dims[2] = {row + 1, width}, start[2] = {row, 0}, count[2] = {1, width};
+    if (H5Dset_extent(d, dims) < 0)
+        return -1;
+    hid_t fs = H5Dget_space(d);
+    hid_t ms = H5Screate_simple(1, &width, NULL);
+    int bad = fs < 0 || ms < 0 ||
+              H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
+              H5Dwrite(d, mtype, ms, fs, H5P_DEFAULT, buf) < 0;
+    bad |= h5_close(fs) < 0;
+    bad |= h5_close(ms) < 0;
+    return bad ? -1 : 0;
+}
+
+struct series {
+    hid_t g, step, value;
+    int width;
+    hsize_t rows; /* min(rows of step, rows of value) */
+};
+
+static void series_close(struct series *s, int *bad)
+{
+    int b = h5_close(s->step) < 0;
+    b |= h5_close(s->value) < 0;
+    b |= h5_close(s->g) < 0;
+    s->g = s->step = s->value = -1;
+    if (bad)
+        *bad |= b;
+}
+
+/* Opens metric group g's step/value and checks them; 0 or an error message. */
+static const char *series_open(hid_t metrics, const char *name, struct series *s)
+{
+    s->step = s->value = -1;
+    s->g = child_group(metrics, name, 0);
+    if (s->g < 0)
+        return s->g == -3 ? "not a group" : "metric group cannot be opened";
+    if (H5Lexists(s->g, "step", H5P_DEFAULT) <= 0 || H5Lexists(s->g, "value", H5P_DEFAULT) <= 0)
+        return "missing dataset 'step' or 'value'";
+    s->step = H5Dopen2(s->g, "step", H5P_DEFAULT);
+    s->value = H5Dopen2(s->g, "value", H5P_DEFAULT);
+    if (s->step < 0 || s->value < 0)
+        return "dataset 'step' or 'value' cannot be opened";
+    hsize_t sd[2], vd[2];
+    int sn = ds_dims(s->step, sd), vn = ds_dims(s->value, vd);
+    if (sn != 1)
+        return "dataset 'step' is not one-dimensional";
+    if (vn < 1)
+        return "dataset 'value' is not [rows] or [rows,width]";
+    s->width = vn == 1 ? 1 : (int)vd[1];
+    s->rows = sd[0] < vd[0] ? sd[0] : vd[0];
+    return NULL;
+}
+
+/* Opens /runs/<id>/metrics; -2 if absent. */
+static hid_t open_metrics(hid_t run, int create) { return child_group(run, "metrics", create); }
+
+int akt_results_append(struct akt_results *r, const char *id, const char *name, int64_t step,
+                       const double *value, int width, struct akt_error *e)
+{
+    char w[900], sub[300];
+    hid_t run = open_run(r, id, e);
+    if (run < 0)
+        return e ? e->code : AKT_EINVAL;
+    int rc = 0;
+    hid_t metrics = -1;
+    struct series s = {.g = -1, .step = -1, .value = -1};
+    if (!name_ok(name, 0)) {
+        rc = akt_error_set(e, AKT_EINVAL, where_of(w, sizeof w, r, id, "metrics"),
+                           "metric name '%s' is not valid (use [A-Za-z0-9_.], up to 255)",
+                           name ? name : "(null)");
+        goto out;
+    }
+    snprintf(sub, sizeof sub, "metrics/%s", name);
+    where_of(w, sizeof w, r, id, sub);
+    if (width < 1 || width > MAX_WIDTH || !value) {
+        rc = akt_error_set(e, AKT_EINVAL, w, "width %d (expected 1..%d) or no values", width,
+                           MAX_WIDTH);
+        goto out;
+    }
+    metrics = open_metrics(run, 1);
+    if (metrics < 0) {
+        rc = akt_error_set(e, AKT_EFORMAT, w, "group 'metrics' cannot be opened or created");
+        goto out;
+    }
+    htri_t ex = H5Lexists(metrics, name, H5P_DEFAULT);
+    if (ex < 0) {
+        rc = akt_error_set(e, AKT_EFORMAT, w, "cannot look up the metric (corrupt file?)");
+        goto out;
+    }
+    if (ex == 0) {
+        s.g = H5Gcreate2(metrics, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        if (s.g >= 0)
+            s.step = create_series(s.g, "step", H5T_STD_I64LE, 1);
+        if (s.step >= 0)
+            s.value = create_series(s.g, "value", H5T_IEEE_F64LE, width);
+        if (s.value < 0) {
+            rc = akt_error_set(e, AKT_EIO, w, "cannot create the metric's datasets");
+            goto out;
+        }
+        s.width = width;
+        s.rows = 0;
+    } else {
+        const char *why = series_open(metrics, name, &s);
+        if (why) {
+            rc = akt_error_set(e, AKT_EFORMAT, w, "%s", why);
+            goto out;
+        }
+        if (s.width != width) {
+            rc = akt_error_set(e, AKT_ESHAPE, w, "has width %d, appending a row of width %d",
+                               s.width, width);
+            goto out;
+        }
+    }
+    /* step first: until value has the row too, readers see rows = min(). */
+    if (write_row(s.step, s.rows, 1, H5T_NATIVE_INT64, &step) < 0 ||
+        write_row(s.value, s.rows, (hsize_t)width, H5T_NATIVE_DOUBLE, value) < 0) {
+        rc = akt_error_set(e, AKT_EIO, w, "appending row %llu failed (disk full?)",
+                           (unsigned long long)s.rows);
+        goto out;
+    }
+out:;
+    int bad = 0;
+    series_close(&s, &bad);
+    bad |= h5_close(metrics) < 0;
+    bad |= h5_close(run) < 0;
+    if (bad && !rc)
+        rc = akt_error_set(e, AKT_EIO, w, "closing the metric's datasets failed");
+    return rc;
+}
+
+int64_t akt_results_rows(struct akt_results *r, const char *id, const char *name)
+{
+    if (!r || !name_ok(id, 1) || !name_ok(name, 0) || H5Lexists(r->runs, id, H5P_DEFAULT) <= 0)
+        return 0;
+    hid_t run = open_run(r, id, NULL);
+    if (run < 0)
+        return AKT_EFORMAT;
+    hid_t metrics = open_metrics(run, 0);
+    int64_t rows = 0;
+    if (metrics >= 0) {
+        htri_t ex = H5Lexists(metrics, name, H5P_DEFAULT);
+        if (ex < 0) {
+            rows = AKT_EFORMAT;
+        } else if (ex > 0) {
+            struct series s;
+            rows = series_open(metrics, name, &s) ? AKT_EFORMAT : (int64_t)s.rows;
+            int bad = 0;
+            series_close(&s, &bad);
+            if (bad)
+                rows = AKT_EFORMAT;
+        }
+    } else if (metrics != -2) {
+        rows = AKT_EFORMAT;
+    }
+    if ((h5_close(metrics) | h5_close(run)) < 0)
+        rows = AKT_EFORMAT;
+    return rows;
+}
+
+int akt_results_read_metric(struct akt_results *r, const char *id, const char *name,
+                            int64_t *steps, double *values, int64_t rows, int width,
+                            struct akt_error *e)
+{
+    char w[900], sub[300];
+    hid_t run = open_run(r, id, e);
+    if (run < 0)
+        return e ? e->code : AKT_EINVAL;
+    int rc = 0;
+    hid_t metrics = -1;
+    struct series s = {.g = -1, .step = -1, .value = -1};
+    snprintf(sub, sizeof sub, "metrics/%s", name && name_ok(name, 0) ? name : "?");
+    where_of(w, sizeof w, r, id, sub);
+    if (!name_ok(name, 0) || rows < 0 || width < 1) {
+        rc = akt_error_set(e, AKT_EINVAL, w, "bad metric name, rows %lld or width %d",
+                           (long long)rows, width);
+        goto out;
+    }
+    metrics = open_metrics(run, 0);
+    if (metrics == -2 || (metrics >= 0 && H5Lexists(metrics, name, H5P_DEFAULT) == 0)) {
+        rc = akt_error_set(e, AKT_EINVAL, w, "no such metric");
+        goto out;
+    }
+    const char *why = metrics < 0 ? "group 'metrics' cannot be opened"
+                                  : series_open(metrics, name, &s);
+    if (why) {
+        rc = akt_error_set(e, AKT_EFORMAT, w, "%s", why);
+        goto out;
+    }
+    if (s.width != width || (hsize_t)rows > s.rows) {
+        rc = akt_error_set(e, AKT_ESHAPE, w, "has %llu rows of width %d; asked for %lld of width %d",
+                           (unsigned long long)s.rows, s.width, (long long)rows, width);
+        goto out;
+    }
+    if (rows > 0) {
+        hsize_t start[2] = {0, 0}, count[2] = {(hsize_t)rows, (hsize_t)width};
+        hsize_t nsteps = (hsize_t)rows, nvals = (hsize_t)rows * (hsize_t)width;
+        int bad = 0;
+        if (steps) {
+            hid_t fs = H5Dget_space(s.step), ms = H5Screate_simple(1, &nsteps, NULL);
+            bad |= fs < 0 || ms < 0 ||
+                   H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
+                   H5Dread(s.step, H5T_NATIVE_INT64, ms, fs, H5P_DEFAULT, steps) < 0;
+            bad |= (h5_close(fs) | h5_close(ms)) < 0;
+        }
+        if (values && !bad) {
+            hid_t fs = H5Dget_space(s.value), ms = H5Screate_simple(1, &nvals, NULL);
+            bad |= fs < 0 || ms < 0 ||
+                   H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
+                   H5Dread(s.value, H5T_NATIVE_DOUBLE, ms, fs, H5P_DEFAULT, values) < 0;
+            bad |= (h5_close(fs) | h5_close(ms)) < 0;
+        }
+        if (bad)
+            rc = akt_error_set(e, AKT_EFORMAT, w, "read failed (corrupt file?)");
+    }
+out:;
+    int bad = 0;
+    series_close(&s, &bad);
+    bad |= h5_close(metrics) < 0;
+    bad |= h5_close(run) < 0;
+    if (bad && !rc)
+        rc = akt_error_set(e, AKT_EFORMAT, w, "closing the metric's datasets failed");
+    return rc;
+}
+
+/* Shrinks one metric to `rows` rows, or (by_step) to the rows before the
+ * first step >= limit. Never grows a series. */
+struct trunc_ctx {
+    struct akt_results *r;
+    const char *id;
+    int64_t limit;
+    int by_step;
+    struct akt_error *e;
+    int rc;
+};
+
+static herr_t trunc_one(hid_t metrics, const char *name, const H5L_info_t *info, void *data)
+{
+    (void)info;
+    struct trunc_ctx *c = data;
+    char w[900], sub[300];
+    snprintf(sub, sizeof sub, "metrics/%s", name);
+    where_of(w, sizeof w, c->r, c->id, sub);
+    struct series s;
+    const char *why = series_open(metrics, name, &s);
+    hsize_t keep = 0;
+    if (!why) {
+        keep = s.rows;
+        if (!c->by_step) {
+            if ((hsize_t)c->limit < keep)
+                keep = (hsize_t)c->limit;
+        } else if (s.rows > 0) {
+            int64_t *st = malloc(s.rows * sizeof *st);
+            hsize_t n = s.rows, start = 0;
+            hid_t fs = st ? H5Dget_space(s.step) : -1, ms = st ? H5Screate_simple(1, &n, NULL) : -1;
+            int bad = !st || fs < 0 || ms < 0 ||
+                      H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &n, NULL) < 0 ||
+                      H5Dread(s.step, H5T_NATIVE_INT64, ms, fs, H5P_DEFAULT, st) < 0;
+            bad |= (h5_close(fs) | h5_close(ms)) < 0;
+            if (bad) {
+                why = "dataset 'step' cannot be read";
+            } else {
+                keep = 0;
+                while (keep < s.rows && st[keep] < c->limit)
+                    keep++;
+            }
+            free(st);
+        }
+    }
+    if (!why) {
+        hsize_t sd[1] = {keep}, vd[2] = {keep, (hsize_t)s.width};
+        if (H5Dset_extent(s.step, sd) < 0 || H5Dset_extent(s.value, vd) < 0)
+            why = "resizing 'step'/'value' failed";
+    }
+    int bad = 0;
+    series_close(&s, &bad);
+    if (!why && bad)
+        why = "closing the metric's datasets failed";
+    if (why) {
+        c->rc = akt_error_set(c->e, AKT_EFORMAT, w, "%s", why);
+        return 1; /* stop iterating */
+    }
+    return 0;
+}
+
+static int truncate_run(struct akt_results *r, const char *id, int64_t limit, int by_step,
+                        struct akt_error *e)
+{
+    char w[700];
+    hid_t run = open_run(r, id, e);
+    if (run < 0)
+        return e ? e->code : AKT_EINVAL;
+    where_of(w, sizeof w, r, id, "metrics");
+    if (limit < 0) {
+        h5_close(run);
+        return akt_error_set(e, AKT_EINVAL, w, "cannot truncate to %lld", (long long)limit);
+    }
+    hid_t metrics = open_metrics(run, 0);
+    struct trunc_ctx c = {.r = r, .id = id, .limit = limit, .by_step = by_step, .e = e};
+    if (metrics >= 0) {
+        hsize_t idx = 0;
+        herr_t it = H5Literate(metrics, H5_INDEX_NAME, H5_ITER_INC, &idx, trunc_one, &c);
+        if (it < 0 && !c.rc)
+            c.rc = akt_error_set(e, AKT_EFORMAT, w, "cannot list the metrics (corrupt file?)");
+    } else if (metrics != -2) {
+        c.rc = akt_error_set(e, AKT_EFORMAT, w, "group cannot be opened");
+    }
+    int bad = (h5_close(metrics) | h5_close(run)) < 0;
+    if (bad && !c.rc)
+        c.rc = akt_error_set(e, AKT_EFORMAT, w, "closing the metrics group failed");
+    if (c.rc)
+        return c.rc;
+    return akt_results_flush(r, e);
+}
+
+int akt_results_truncate(struct akt_results *r, const char *id, int64_t rows, struct akt_error *e)
+{
+    return truncate_run(r, id, rows, 0, e);
+}
+
+int akt_results_truncate_steps(struct akt_results *r, const char *id, int64_t step,
+                               struct akt_error *e)
+{
+    return truncate_run(r, id, step, 1, e);
+}
+
+/* ---- tensors ------------------------------------------------------------ */
+
+/* /runs/<id>/<group>/<name> with file type ftype and dims: rewritten in place
+ * when a dataset of that type and shape is there (the file does not grow
+ * with each checkpoint), else replaced. */
+static int write_array(struct akt_results *r, const char *id, const char *group,
+                       const char *name, hid_t ftype, hid_t mtype, const void *data, int ndim,
+                       const hsize_t *dims, struct akt_error *e)
+{
+    char w[1400], sub[1300];
+    hid_t run = open_run(r, id, e);
+    if (run < 0)
+        return e ? e->code : AKT_EINVAL;
+    int rc = 0;
+    hid_t g = -1, d = -1, sp = -1, ft = -1;
+    snprintf(sub, sizeof sub, "%s/%s", group && group_path_ok(group) ? group : "?",
+             name && name_ok(name, 1) ? name : "?");
+    where_of(w, sizeof w, r, id, sub);
+    if (!group_path_ok(group) || !name_ok(name, 1)) {
+        rc = akt_error_set(e, AKT_EINVAL, w,
+                           "group '%s' / name '%s': use [A-Za-z0-9_.-] names ('/' between groups)",
+                           group ? group : "(null)", name ? name : "(null)");
+        goto out;
+    }
+    if (!data) {
+        rc = akt_error_set(e, AKT_EINVAL, w, "no data");
+        goto out;
+    }
+    if ((g = ensure_group_path(run, group)) < 0) {
+        rc = akt_error_set(e, AKT_EFORMAT, w, "group '%s' cannot be opened or created", group);
+        goto out;
+    }
+    htri_t ex = H5Lexists(g, name, H5P_DEFAULT);
+    if (ex < 0) {
+        rc = akt_error_set(e, AKT_EFORMAT, w, "cannot look up the dataset (corrupt file?)");
+        goto out;
+    }
+    if (ex > 0) {
+        H5O_info_t info;
+        int same = 0;
+        if (H5Oget_info_by_name(g, name, &info, H5P_DEFAULT) >= 0 && info.type == H5O_TYPE_DATASET &&
+            (d = H5Dopen2(g, name, H5P_DEFAULT)) >= 0) {
+            hid_t s = H5Dget_space(d);
+            hsize_t have[MAX_NDIM];
+            int nd = s >= 0 ? H5Sget_simple_extent_ndims(s) : -1;
+            same = nd == ndim && H5Sget_simple_extent_dims(s, have, NULL) >= 0;
+            for (int k = 0; same && k < ndim; k++)
+                same = have[k] == dims[k];
+            ft = H5Dget_type(d);
+            same = same && ft >= 0 && H5Tequal(ft, ftype) > 0;
+            if ((h5_close(s) | h5_close(ft)) < 0)
+                same = 0;
+            ft = -1;
+        }
+        if (!same) {
+            int bad = h5_close(d) < 0;
+            d = -1;
+            if (bad || H5Ldelete(g, name, H5P_DEFAULT) < 0) {
+                rc = akt_error_set(e, AKT_EIO, w, "cannot replace the existing dataset");
+                goto out;
+            }
+        }
+    }
+    if (d < 0) {
+        if ((sp = H5Screate_simple(ndim, dims, NULL)) < 0 ||
+            (d = H5Dcreate2(g, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
+            rc = akt_error_set(e, AKT_EIO, w, "cannot create the dataset");
+            goto out;
+        }
+    }
+    if (H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
+        rc = akt_error_set(e, AKT_EIO, w, "write failed (disk full?)");
+out:;
+    int bad = (h5_close(sp) | h5_close(d) | h5_close(g) | h5_close(run)) < 0;
+    if (bad && !rc)
+        rc = akt_error_set(e, AKT_EIO, w, "closing the dataset failed");
+    return rc;
+}
+
+int akt_results_write_tensor(struct akt_results *r, const char *id, const char *group,
+                             const char *name, const float *data, int ndim, const int *shape,
+                             struct akt_error *e)
+{
+    char w[700];
+    hsize_t dims[MAX_NDIM];
+    if (r && (ndim < 1 || ndim > MAX_NDIM || !shape))
+        return akt_error_set(e, AKT_EINVAL, where_of(w, sizeof w, r, id, group),
+                             "tensor '%s': ndim %d, expected 1..%d", name ? name : "(null)", ndim,
+                             MAX_NDIM);
+    for (int k = 0; r && k < ndim; k++) {
+        if (shape[k] < 1)
+            return akt_error_set(e, AKT_EINVAL, where_of(w, sizeof w, r, id, group),
+                                 "tensor '%s': shape[%d] = %d", name ? name : "(null)", k,
+                                 shape[k]);
+        dims[k] = (hsize_t)shape[k];
+    }
+    return write_array(r, id, group, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, data, ndim, dims, e);
+}
+
+int akt_results_write_ints(struct akt_results *r, const char *id, const char *group,
+                           const char *name, const int *data, int n, struct akt_error *e)
+{
+    char w[700];
+    if (r && n < 1)
+        return akt_error_set(e, AKT_EINVAL, where_of(w, sizeof w, r, id, group),
+                             "'%s': %d integers", name ? name : "(null)", n);
+    hsize_t dims[1] = {(hsize_t)(n > 0 ? n : 0)};
+    return write_array(r, id, group, name, H5T_STD_I32LE, H5T_NATIVE_INT, data, 1, dims, e);
+}
+
+/* Reads /runs/<id>/<group>/<name> (n elements) converted to mtype. */
+static int read_array(struct akt_results *r, const char *id, const char *group, const char *name,
+                      hid_t mtype, int ints_only, void *data, int64_t n, struct akt_error *e)
+{
+    char w[1400], sub[1300];
+    hid_t run = open_run(r, id, e);
+    if (run < 0)
+        return e ? e->code : AKT_EINVAL;
+    int rc = 0;
+    hid_t d = -1, sp = -1, ft = -1;
+    snprintf(sub, sizeof sub, "%s/%s", group && group_path_ok(group) ? group : "?",
+             name && name_ok(name, 1) ? name : "?");
+    where_of(w, sizeof w, r, id, sub);
+    if (!group_path_ok(group) || !name_ok(name, 1) || !data || n < 0) {
+        rc = akt_error_set(e, AKT_EINVAL, w, "bad group, name, buffer or count");
+        goto out;
+    }
+    /* H5Lexists fails on a missing intermediate group: check each level. */
+    char path[1300];
+    snprintf(path, sizeof path, "%s/%s", group, name);
+    for (char *p = path;; p++) {
+        if (*p == '/' || !*p) {
+            char c = *p;
+            *p = 0;
+            htri_t ex = H5Lexists(run, path, H5P_DEFAULT);
+            *p = c;
+            if (ex <= 0) {
+                rc = akt_error_set(e, AKT_EFORMAT, w, ex < 0 ? "cannot look up the dataset"
+                                                             : "missing dataset");
+                goto out;
+            }
+            if (!c)
+                break;
+        }
+    }
+    if ((d = H5Dopen2(run, path, H5P_DEFAULT)) < 0) {
+        rc = akt_error_set(e, AKT_EFORMAT, w, "not a dataset");
+        goto out;
+    }
+    if ((sp = H5Dget_space(d)) < 0 || (ft = H5Dget_type(d)) < 0) {
+        rc = akt_error_set(e, AKT_EFORMAT, w, "cannot read the dataset's shape and type");
+        goto out;
+    }
+    hssize_t np = H5Sget_simple_extent_npoints(sp);
+    H5T_class_t cls = H5Tget_class(ft);
+    if (np != n) {
+        rc = akt_error_set(e, AKT_ESHAPE, w, "has %lld elements, expected %lld", (long long)np,
+                           (long long)n);
+        goto out;
+    }
+    if (cls != H5T_INTEGER && (ints_only || cls != H5T_FLOAT)) {
+        rc = akt_error_set(e, AKT_EFORMAT, w, "not %s dataset",
+                           ints_only ? "an integer" : "a numeric");
+        goto out;
+    }
+    if (n > 0 && H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
+        rc = akt_error_set(e, AKT_EFORMAT, w, "read failed (corrupt file?)");
+out:;
+    int bad = (h5_close(ft) | h5_close(sp) | h5_close(d) | h5_close(run)) < 0;
+    if (bad && !rc)
+        rc = akt_error_set(e, AKT_EFORMAT, w, "closing the dataset failed");
+    return rc;
+}
+
+int akt_results_read_tensor(struct akt_results *r, const char *id, const char *group,
+                            const char *name, float *data, int64_t n, struct akt_error *e)
+{
+    return read_array(r, id, group, name, H5T_NATIVE_FLOAT, 0, data, n, e);
+}
+
+int akt_results_read_ints(struct akt_results *r, const char *id, const char *group,
+                          const char *name, int *data, int n, struct akt_error *e)
+{
+    return read_array(r, id, group, name, H5T_NATIVE_INT, 1, data, n, e);
+}
