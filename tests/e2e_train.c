@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "akt/akt.h"
@@ -46,7 +48,8 @@ static void tiny_config(struct akt_run_config *c, const char *gen, const char *l
     c->warmup_epochs = 1; /* the student takes SGD steps in epoch 1 */
     c->tracker_epochs = 1;
     c->n_milestones = 0;
-    c->eval_batch = 250;
+    c->eval_batch = 100;
+    c->eval_limit = 200; /* the first 200 test images keep the suite fast */
     c->seed = 5;
     c->threads = 2;
     const struct akt_plugin *g = akt_registry_find(&g_reg, AKT_PLUGIN_GENERATOR, gen);
@@ -106,7 +109,7 @@ static void test_matrix(void **s)
             assert_true(isfinite(r.best_top1) && r.best_top1 >= 0 && r.best_top1 <= 100);
             note("%-6s %-7s best %.2f final %.2f (teacher %.2f)\n", gens[gi], losses[li],
                  r.best_top1, r.final_top1, r.top1_fp);
-            assert_true(fabs(r.top1_fp - 91.5) < 1e-9);
+            assert_true(r.top1_fp > 85 && r.top1_fp <= 100); /* the teacher, on 200 images */
             double v[8];
             assert_int_equal(read_metric(out, c.id, "top1", v, 8), 2);
             assert_int_equal(read_metric(out, c.id, "loss_q", v, 8), 2);
@@ -151,6 +154,104 @@ static void test_determinism(void **s)
     }
     for (int k = 0; k < 4; k++)
         assert_memory_equal(a[k], b[k], 2 * sizeof(double));
+}
+
+/* SIGKILL in the middle of epoch 1, then the same run again: it resumes from
+ * the epoch-0 checkpoint and ends bit-identical to an uninterrupted run. */
+static void kill_in_epoch1(int epoch, int iter, int iters, double lg, double lq, void *user)
+{
+    (void)iters, (void)lg, (void)lq, (void)user;
+    if (epoch == 1 && iter == 1)
+        raise(SIGKILL);
+}
+
+static void test_resume_after_sigkill(void **s)
+{
+    (void)s;
+    if (!have_data())
+        skip();
+    static const char *names[] = {"top1", "top5", "loss_g", "loss_q", "grad_norm", "gen.bns",
+                                  "loss.feature"};
+    double ref[7][8], got[7][8];
+    char a[512], b[512];
+    snprintf(a, sizeof a, "%s/straight.h5", g_tmp);
+    snprintf(b, sizeof b, "%s/killed.h5", g_tmp);
+    struct akt_run_config c;
+    tiny_config(&c, "gdfq", "akt");
+    c.epochs = 3;
+    snprintf(c.out_path, sizeof c.out_path, "%s", a);
+    struct akt_run_result r1, r2;
+    struct akt_error e = {0};
+    assert_int_equal(akt_run_train(&c, &g_reg, NULL, &r1, &e), 0);
+
+    snprintf(c.out_path, sizeof c.out_path, "%s", b);
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct akt_run_callbacks cb = {.iteration = kill_in_epoch1};
+        struct akt_run_result rr;
+        akt_run_train(&c, &g_reg, &cb, &rr, &e);
+        _exit(3); /* not reached: the callback kills us */
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    struct akt_results *res;
+    assert_int_equal(akt_results_open(&res, b, &e), 0);
+    char st[32];
+    akt_results_get_status(res, c.id, st, sizeof st);
+    assert_string_equal(st, "running"); /* what a killed run leaves */
+    akt_results_close(res, &e);
+
+    assert_int_equal(akt_run_train(&c, &g_reg, NULL, &r2, &e), 0);
+    for (int k = 0; k < 7; k++) {
+        assert_int_equal(read_metric(a, c.id, names[k], ref[k], 8), 3);
+        assert_int_equal(read_metric(b, c.id, names[k], got[k], 8), 3);
+        assert_memory_equal(ref[k], got[k], 3 * sizeof(double));
+    }
+    assert_true(r1.best_top1 == r2.best_top1 && r1.final_top1 == r2.final_top1);
+    /* a finished run is skipped, not repeated */
+    struct akt_run_result r3;
+    assert_int_equal(akt_run_train(&c, &g_reg, NULL, &r3, &e), 0);
+    assert_true(r3.final_top1 == r1.final_top1);
+    assert_int_equal(read_metric(b, c.id, "top1", got[0], 8), 3);
+    /* the same id with another configuration is refused */
+    c.seed = 99;
+    struct akt_run_result r4;
+    assert_int_equal(akt_run_train(&c, &g_reg, NULL, &r4, &e), AKT_EINVAL);
+    assert_non_null(strstr(e.what, "different configuration"));
+}
+
+/* A NaN loss stops the run naming epoch and iteration; the epochs measured
+ * before it stay in the results file. */
+static void test_nan_stops_and_saves(void **s)
+{
+    (void)s;
+    if (!have_data())
+        skip();
+    char so[1024];
+    snprintf(so, sizeof so, "%s/testing/test_nan_loss.so", getenv("AKT_PLUGIN_BUILD"));
+    struct akt_error e = {0};
+    assert_int_equal(akt_registry_load_file(&g_reg, so, &e), 0);
+    struct akt_run_config c;
+    tiny_config(&c, "gdfq", "test_nan");
+    char out[512];
+    snprintf(out, sizeof out, "%s/nan.h5", g_tmp);
+    snprintf(c.out_path, sizeof c.out_path, "%s", out);
+    struct akt_run_result r;
+    int rc = akt_run_train(&c, &g_reg, NULL, &r, &e);
+    note("stopped: %s: %s\n", e.where, e.what);
+    assert_int_equal(rc, AKT_ENUMERIC);
+    assert_string_equal(e.where, "epoch 1 iteration 1");
+    assert_non_null(strstr(e.what, "NaN"));
+    double v[8];
+    assert_int_equal(read_metric(out, c.id, "top1", v, 8), 1); /* epoch 0 kept */
+    struct akt_results *res;
+    assert_int_equal(akt_results_open(&res, out, &e), 0);
+    char st[32];
+    akt_results_get_status(res, c.id, st, sizeof st);
+    assert_string_equal(st, "failed");
+    akt_results_close(res, &e);
 }
 
 static void expect_run_error(struct akt_run_config *c, int code, const char *s1, const char *s2)
@@ -240,6 +341,8 @@ int main(void)
         cmocka_unit_test(test_bad_config),
         cmocka_unit_test(test_matrix),
         cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_resume_after_sigkill),
+        cmocka_unit_test(test_nan_stops_and_saves),
     };
     return cmocka_run_group_tests_name("e2e_train", tests, setup, teardown);
 }

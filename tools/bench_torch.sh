@@ -5,7 +5,9 @@
 #
 # usage: tools/bench_torch.sh [BUILD_DIR] [-- extra akt bench options]
 #   BUILD_DIR  meson build folder holding core/akt (default: build)
-# Environment: THREADS (2), REPS (20), BATCHES ("32 128").
+# Environment: THREADS (2), REPS (20), BATCHES ("32 128"). Both runs inherit
+# OMP_WAIT_POLICY: on these shared VMs "passive" avoids multi-ms stalls when a
+# spinning OpenMP worker gets descheduled (measure both ways).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 build="${1:-build}"
@@ -21,7 +23,7 @@ baseline="$here/../shared/bench/torch_baseline.py"
 [ -x "$akt" ] || { echo "bench_torch.sh: no akt binary at $akt (meson compile -C $build)" >&2; exit 1; }
 [ -f "$baseline" ] || { echo "bench_torch.sh: missing $baseline" >&2; exit 1; }
 
-echo "## $(date -u +%FT%TZ) $(nproc) CPUs, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(unset)}"
+echo "## $(date -u +%FT%TZ) $(nproc) CPUs, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(unset)}, OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-(unset)}"
 echo "## PyTorch (torch_baseline.py; _mt = glibc malloc tuned)"
 # Debian's interpreter sees python3-torch; a venv python would not
 /usr/bin/python3 "$baseline" --only 'train_step|fwd_eval' --threads "$threads" \

@@ -14,9 +14,11 @@ static const char *USAGE =
     "\n"
     "commands:\n"
     "  train   one zero-shot quantization run (generator + loss plugins)\n"
+    "  run     every run of a YAML experiment matrix (experiments/README.md)\n"
     "  plugins list the generator and loss plugins and their parameters\n"
     "  eval    top-1/top-5 accuracy of a teacher on a CIFAR binary file\n"
     "  bench   speed of ResNet-20 forward and training steps\n"
+    "  bench-zsq  time per iteration of the zero-shot training loop\n"
     "\n"
     "Run 'akt <command> --help' for the options of a command.\n"
     "Environment: AKT_DATA  folder with teachers/ and cifar-10-batches-bin/ used\n"
@@ -81,8 +83,12 @@ int main(int argc, char **argv)
         return akt_cmd_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench"))
         return akt_cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench-zsq"))
+        return akt_cmd_bench_zsq(argc - 1, argv + 1);
     if (!strcmp(cmd, "train"))
         return akt_cmd_train(argc - 1, argv + 1);
+    if (!strcmp(cmd, "run"))
+        return akt_cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "plugins"))
         return akt_cmd_plugins(argc - 1, argv + 1);
     fprintf(stderr, "akt: error: unknown command '%s' (see 'akt --help')\n", cmd);

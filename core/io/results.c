@@ -564,6 +564,19 @@ int akt_results_get_status(struct akt_results *r, const char *id, char *buf, siz
     return rc;
 }
 
+int akt_results_get_config(struct akt_results *r, const char *id, char *buf, size_t n)
+{
+    if (buf && n)
+        buf[0] = 0;
+    hid_t g = open_run(r, id, NULL);
+    if (g < 0)
+        return AKT_EINVAL;
+    int rc = read_attr_str(g, "config", buf, n) < 0 ? AKT_EFORMAT : 0;
+    if (h5_close(g) < 0)
+        rc = AKT_EFORMAT;
+    return rc;
+}
+
 int akt_results_set_attr(struct akt_results *r, const char *id, const char *name, double v,
                          struct akt_error *e)
 {

@@ -94,6 +94,7 @@ static const struct int_key INT_KEYS[] = {
     {"warmup_epochs", offsetof(struct akt_run_config, warmup_epochs), 0, 100000},
     {"tracker_epochs", offsetof(struct akt_run_config, tracker_epochs), 0, 100000},
     {"eval_batch", offsetof(struct akt_run_config, eval_batch), 1, 100000},
+    {"eval_limit", offsetof(struct akt_run_config, eval_limit), 0, 100000000},
 };
 
 struct float_key {
@@ -231,7 +232,7 @@ int akt_run_config_set(struct akt_run_config *c, const struct akt_registry *reg,
                          "unknown key (run keys: id teacher data format generator loss wbits abits "
                          "bits epochs iters batch seed threads warmup_epochs tracker_epochs "
                          "lr_student lr_generator momentum weight_decay milestones gamma "
-                         "first_last_8bit range_ema eval_batch out; plugin parameters: "
+                         "first_last_8bit range_ema eval_batch eval_limit out; plugin parameters: "
                          "generator.KEY loss.KEY)");
 }
 
@@ -317,5 +318,6 @@ char *akt_run_config_yaml(const struct akt_run_config *c, const struct akt_plugi
     sb_printf(&b, "]\ngamma: %.9g\nfirst_last_8bit: %s\nrange_ema: %s\neval_batch: %d\n", c->gamma,
               c->first_last_8bit ? "true" : "false",
               c->range_ema == AKT_EMA_PLAIN ? "plain" : "as_coded", c->eval_batch);
+    sb_printf(&b, "eval_limit: %d\n", c->eval_limit);
     return b.s;
 }

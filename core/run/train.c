@@ -151,6 +151,8 @@ static int open_run(struct run *r, const struct akt_registry *reg, struct akt_er
         return rc;
     if ((rc = akt_cifar_load(&r->data, c->data_path, c->data_format, e)))
         return rc;
+    if (c->eval_limit > 0 && c->eval_limit < r->data.n)
+        r->data.n = c->eval_limit; /* the first N records; the buffers stay as loaded */
     if (r->data.num_classes != r->teacher.num_classes)
         return akt_error_set(e, AKT_EINVAL, c->data_path,
                              "dataset has %d classes but the teacher %s has %d",
@@ -231,6 +233,159 @@ static int write_epoch(struct akt_results *out, const char *id, struct run *r, i
     return akt_results_flush(out, e);
 }
 
+/* ---------------------------------------------------------- checkpoint ---
+ * Everything the next epoch depends on: student weights and momentum, the
+ * generator's flat state (parameters + Adam moments), the RNG stream and the
+ * range trackers. Two slots alternate, and the attributes checkpoint_slot and
+ * checkpoint_epoch (= completed epochs) are written last, after a flush, so a
+ * kill at any moment leaves one complete checkpoint behind. */
+#define RANGE_FIELDS 5
+
+static int save_checkpoint(struct akt_results *out, const char *id, struct run *r,
+                           int epochs_done, struct akt_error *e)
+{
+    int slot = epochs_done % 2, rc;
+    char grp[32];
+    snprintf(grp, sizeof grp, "checkpoint/slot%d", slot);
+    const struct akt_resnet *n = &r->student.net;
+    int nv = (int)n->n_values;
+    if ((rc = akt_results_write_tensor(out, id, grp, "student_values", n->values, 1, &nv, e)) ||
+        (rc = akt_results_write_tensor(out, id, grp, "student_momentum", r->student.momentum, 1,
+                                       &nv, e)))
+        return rc;
+    int64_t gn = 0;
+    float *gs = r->gen->ops.gen.state(r->gen_self, &gn);
+    int gni = (int)gn;
+    if ((rc = akt_results_write_tensor(out, id, grp, "generator_state", gs, 1, &gni, e)))
+        return rc;
+    int rng[8];
+    memcpy(rng, r->rng.s, sizeof rng);
+    if ((rc = akt_results_write_ints(out, id, grp, "rng_state", rng, 8, e)))
+        return rc;
+    float ranges[AKT_RESNET_ACTS * RANGE_FIELDS];
+    int updates[AKT_RESNET_ACTS];
+    for (int i = 0; i < AKT_RESNET_ACTS; i++) {
+        const struct akt_range *a = &r->student.act[i];
+        float *f = ranges + i * RANGE_FIELDS;
+        f[0] = a->lo, f[1] = a->hi, f[2] = a->raw_lo, f[3] = a->raw_hi, f[4] = a->c;
+        updates[i] = (int)a->updates;
+    }
+    int rs[2] = {AKT_RESNET_ACTS, RANGE_FIELDS};
+    if ((rc = akt_results_write_tensor(out, id, grp, "act_ranges", ranges, 2, rs, e)) ||
+        (rc = akt_results_write_ints(out, id, grp, "act_updates", updates, AKT_RESNET_ACTS, e)) ||
+        (rc = akt_results_flush(out, e)) ||
+        (rc = akt_results_set_attr(out, id, "checkpoint_slot", slot, e)) ||
+        (rc = akt_results_set_attr(out, id, "checkpoint_epoch", epochs_done, e)))
+        return rc;
+    return akt_results_flush(out, e);
+}
+
+static int load_checkpoint(struct akt_results *out, const char *id, struct run *r, int slot,
+                           struct akt_error *e)
+{
+    char grp[32];
+    snprintf(grp, sizeof grp, "checkpoint/slot%d", slot);
+    struct akt_resnet *n = &r->student.net;
+    int rc;
+    if ((rc = akt_results_read_tensor(out, id, grp, "student_values", n->values, n->n_values, e)) ||
+        (rc = akt_results_read_tensor(out, id, grp, "student_momentum", r->student.momentum,
+                                      n->n_values, e)))
+        return rc;
+    int64_t gn = 0;
+    float *gs = r->gen->ops.gen.state(r->gen_self, &gn);
+    if ((rc = akt_results_read_tensor(out, id, grp, "generator_state", gs, gn, e)))
+        return rc;
+    int rng[8];
+    if ((rc = akt_results_read_ints(out, id, grp, "rng_state", rng, 8, e)))
+        return rc;
+    memcpy(r->rng.s, rng, sizeof rng);
+    float ranges[AKT_RESNET_ACTS * RANGE_FIELDS];
+    int updates[AKT_RESNET_ACTS];
+    if ((rc = akt_results_read_tensor(out, id, grp, "act_ranges", ranges,
+                                      AKT_RESNET_ACTS * RANGE_FIELDS, e)) ||
+        (rc = akt_results_read_ints(out, id, grp, "act_updates", updates, AKT_RESNET_ACTS, e)))
+        return rc;
+    for (int i = 0; i < AKT_RESNET_ACTS; i++) {
+        struct akt_range *a = &r->student.act[i];
+        const float *f = ranges + i * RANGE_FIELDS;
+        a->lo = f[0], a->hi = f[1], a->raw_lo = f[2], a->raw_hi = f[3], a->c = f[4];
+        a->updates = updates[i];
+    }
+    return 0;
+}
+
+/* Opens the run in the results file. A finished run is reported and skipped
+ * (*done = 1); an unfinished one resumes from its checkpoint (*start = the
+ * first epoch to run) after its metrics are cut back to that epoch. */
+static int prepare_results(struct akt_results *out, struct run *r, struct akt_run_result *res,
+                           int *start, int *done, struct akt_error *e)
+{
+    const struct akt_run_config *c = r->c;
+    char *yaml = akt_run_config_yaml(c, r->gen, r->loss);
+    int rc = 0;
+    *start = 0;
+    *done = 0;
+    if (akt_results_has_run(out, c->id)) {
+        size_t cap = strlen(yaml) + 4096;
+        char *stored = malloc(cap), status[32] = "";
+        AKT_ASSERT(stored);
+        akt_results_get_config(out, c->id, stored, cap);
+        akt_results_get_status(out, c->id, status, sizeof status);
+        if (strcmp(stored, yaml)) {
+            rc = akt_error_set(e, AKT_EINVAL, c->out_path,
+                               "run '%s' already exists with a different configuration; choose "
+                               "another id or results file", c->id);
+        } else if (!strcmp(status, "done")) {
+            *done = 1;
+            akt_results_get_attr(out, c->id, "best_top1", &res->best_top1);
+            akt_results_get_attr(out, c->id, "final_top1", &res->final_top1);
+            akt_results_get_attr(out, c->id, "top1_fp", &res->top1_fp);
+            akt_results_get_attr(out, c->id, "top1_before", &res->top1_before);
+            double be = -1;
+            akt_results_get_attr(out, c->id, "best_epoch", &be);
+            res->best_epoch = (int)be;
+            res->epochs_done = c->epochs;
+        } else {
+            double ck = 0, slot = 0;
+            if (akt_results_get_attr(out, c->id, "checkpoint_epoch", &ck) == 0 &&
+                akt_results_get_attr(out, c->id, "checkpoint_slot", &slot) == 0 && ck > 0)
+                rc = load_checkpoint(out, c->id, r, (int)slot, e);
+            else
+                ck = 0;
+            if (!rc)
+                rc = akt_results_truncate_steps(out, c->id, (int64_t)ck, e);
+            *start = (int)ck;
+            /* best and before-distillation figures of the epochs kept */
+            int64_t rows = akt_results_rows(out, c->id, "top1");
+            if (!rc && rows > 0) {
+                double *v = malloc(rows * sizeof *v);
+                int64_t *st = malloc(rows * sizeof *st);
+                AKT_ASSERT(v && st);
+                rc = akt_results_read_metric(out, c->id, "top1", st, v, rows, 1, e);
+                for (int64_t i = 0; !rc && i < rows; i++) {
+                    if (v[i] > res->best_top1) {
+                        res->best_top1 = v[i];
+                        res->best_epoch = (int)st[i];
+                    }
+                    res->final_top1 = v[i];
+                    if (st[i] == c->warmup_epochs - 1 || (c->warmup_epochs <= 0 && st[i] == 0))
+                        res->top1_before = v[i];
+                }
+                free(v);
+                free(st);
+            }
+            res->epochs_done = *start;
+        }
+        free(stored);
+    }
+    if (!rc && !*done)
+        rc = akt_results_run(out, c->id, yaml, e);
+    if (!rc && !*done)
+        rc = akt_results_set_status(out, c->id, "running", "", e);
+    free(yaml);
+    return rc;
+}
+
 int akt_run_train(const struct akt_run_config *c, const struct akt_registry *reg,
                   const struct akt_run_callbacks *cb, struct akt_run_result *res,
                   struct akt_error *e)
@@ -245,14 +400,17 @@ int akt_run_train(const struct akt_run_config *c, const struct akt_registry *reg
     int rc = open_run(r, reg, e);
     if (rc)
         goto done;
+    res->best_top1 = -1;
+    int start = 0, finished = 0;
     if (c->out_path[0]) {
-        if ((rc = akt_results_open(&out, c->out_path, e)))
+        if ((rc = akt_results_open(&out, c->out_path, e)) ||
+            (rc = prepare_results(out, r, res, &start, &finished, e)))
             goto done;
-        char *yaml = akt_run_config_yaml(c, r->gen, r->loss);
-        rc = akt_results_run(out, c->id, yaml, e);
-        free(yaml);
-        if (rc || (rc = akt_results_set_status(out, c->id, "running", "", e)))
+        if (finished) {
+            akt_results_close(out, e);
+            out = NULL; /* leave the finished run as it is */
             goto done;
+        }
     }
     {
         struct akt_eval_result er;
@@ -262,9 +420,8 @@ int akt_run_train(const struct akt_run_config *c, const struct akt_registry *reg
     }
     float lr_g0 = c->lr_generator > 0 ? c->lr_generator : r->gen->ops.gen.lr;
     const int B = c->batch;
-    res->best_top1 = -1;
 
-    for (int epoch = 0; epoch < c->epochs; epoch++) {
+    for (int epoch = start; epoch < c->epochs; epoch++) {
         double t0 = akt_time_ms();
         float lr_s = akt_lr_at(c->lr_student, epoch, c->milestones, c->n_milestones, c->gamma);
         float lr_g = akt_lr_at(lr_g0, epoch, c->milestones, c->n_milestones, c->gamma);
@@ -359,6 +516,8 @@ int akt_run_train(const struct akt_run_config *c, const struct akt_registry *reg
         res->epochs_done = epoch + 1;
         if ((rc = write_epoch(out, c->id, r, epoch, &rep, lr_s, lr_g, e)))
             goto done;
+        if (out && (rc = save_checkpoint(out, c->id, r, epoch + 1, e)))
+            goto done;
         if (cb && cb->epoch)
             cb->epoch(&rep, cb->user);
     }
@@ -375,6 +534,7 @@ done:
             akt_results_set_attr(out, c->id, "final_top1", res->final_top1, &e2);
             akt_results_set_attr(out, c->id, "top1_fp", res->top1_fp, &e2);
             akt_results_set_attr(out, c->id, "top1_before", res->top1_before, &e2);
+            akt_results_set_attr(out, c->id, "best_epoch", res->best_epoch, &e2);
         }
         akt_results_set_status(out, c->id, status, msg, &e2);
         akt_results_close(out, &e2);

@@ -32,6 +32,8 @@ int akt_results_has_run(struct akt_results *r, const char *id);
 int akt_results_set_status(struct akt_results *r, const char *id, const char *status,
                            const char *message, struct akt_error *e);
 int akt_results_get_status(struct akt_results *r, const char *id, char *buf, size_t n);
+/* The config YAML stored with the run (truncated to n-1 bytes). */
+int akt_results_get_config(struct akt_results *r, const char *id, char *buf, size_t n);
 /* Appends (step, value) to /runs/<id>/metrics/<name>/{step,value}; width > 1
  * makes value a [steps, width] table (e.g. 19 activation ranges). */
 int akt_results_append(struct akt_results *r, const char *id, const char *name, int64_t step,

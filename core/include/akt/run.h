@@ -34,6 +34,7 @@ struct akt_run_config {
     int first_last_8bit;
     enum akt_range_ema range_ema;
     int eval_batch;
+    int eval_limit;             /* > 0: evaluate on the first N records only (tests) */
     char out_path[1024];        /* results HDF5, or "" for none */
 };
 
@@ -43,7 +44,7 @@ void akt_run_config_defaults(struct akt_run_config *c);
  * (id, teacher, data, format, generator, loss, wbits, abits, bits (both),
  * epochs, iters, batch, seed, threads, warmup_epochs, tracker_epochs,
  * lr_student, lr_generator, momentum, weight_decay, milestones ("100,200" or
- * "none"), gamma, first_last_8bit, range_ema, eval_batch, out) and plugin
+ * "none"), gamma, first_last_8bit, range_ema, eval_batch, eval_limit, out) and plugin
  * parameters generator.KEY / loss.KEY (validated against the plugin's table;
  * setting generator or loss resets that plugin's parameters to defaults, so
  * set names first). where prefixes errors ("exp.yaml:12:5" or "--set").

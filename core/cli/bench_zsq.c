@@ -1,0 +1,308 @@
+/* akt bench-zsq: time per iteration of the real training loop (SPEC 5).
+ *
+ * Runs akt_run_train for one epoch of warmup + iters iterations with
+ * warmup_epochs = 0 (so the student's SGD step runs every iteration), the
+ * range trackers on (epoch 0), no results file and a one-record evaluation,
+ * and times the iterations through the per-iteration callback: iteration i
+ * takes the time between callbacks i-1 and i, so the evaluations before and
+ * after the epoch are never counted. The first --warmup iterations are
+ * skipped. Output lines follow tools/bench_zsq_torch.py (the PyTorch
+ * reference of the same iteration), so the two read side by side:
+ *   zsq_GEN_LOSS_bB median_ms images_per_s
+ * and on stderr min/median/max and how many timed iterations overlapped with
+ * other processes' CPU use (user time in /proc/stat beyond ours). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "akt/akt.h"
+#include "akt/run.h"
+#include "cli.h"
+
+#define MAX_BATCHES 16
+#define MAX_NAMES 8
+#define MAX_SETS 32
+#define MAX_DIRS 8
+
+static const char *BENCH_ZSQ_USAGE =
+    "usage: akt bench-zsq [options]\n"
+    "  Time per iteration of the zero-shot training loop (generator step +\n"
+    "  student step, SPEC 5) in epoch 0 with the student's SGD step on.\n"
+    "  Prints 'zsq_GEN_LOSS_bB median_ms images_per_s' per generator and batch.\n"
+    "\n"
+    "  --generator NAME   generator plugin, repeatable (default gdfq and adadfq)\n"
+    "  --loss NAME        loss plugin (default akt)\n"
+    "  --batch N[,N...]   batch size(s), repeatable (default 32,200)\n"
+    "  --iters N          timed iterations, the median is printed (default 10)\n"
+    "  --warmup N         untimed iterations first (default 3, at least 1)\n"
+    "  --threads N        worker threads (default 2)\n"
+    "  --wbits K --abits K   weight / activation bits (default 4)\n"
+    "  --seed S           RNG seed (default 0)\n"
+    "  --teacher FILE     teacher HDF5 (default $AKT_DATA/teachers/resnet20_cifar10_akamaster_optA.h5)\n"
+    "  --data FILE        evaluation set, of which one record is used (default\n"
+    "                     $AKT_DATA/cifar-10-batches-bin/test_batch_lossless1000.bin)\n"
+    "  --set KEY=VALUE    any run setting or plugin parameter, as in 'akt train'\n"
+    "  --plugin-dir DIR   load plugins from DIR (repeatable)\n";
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Machine-wide user CPU seconds (user + nice, /proc/stat) and ours. */
+static void cpu_seconds(double *machine, double *self)
+{
+    static long clk;
+    if (!clk)
+        clk = sysconf(_SC_CLK_TCK);
+    *machine = 0;
+    FILE *f = fopen("/proc/stat", "r");
+    if (f) {
+        unsigned long long user = 0, nice = 0;
+        if (fscanf(f, "cpu %llu %llu", &user, &nice) == 2)
+            *machine = (double)(user + nice) / (double)clk;
+        fclose(f);
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    *self = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6;
+}
+
+struct stamps {
+    int n, cap;
+    double *ms, *machine, *self;
+};
+
+static void on_iter(int epoch, int iter, int iters, double lg, double lq, void *user)
+{
+    (void)epoch, (void)iter, (void)iters, (void)lg, (void)lq;
+    struct stamps *s = user;
+    if (s->n == s->cap)
+        return;
+    s->ms[s->n] = akt_time_ms();
+    cpu_seconds(&s->machine[s->n], &s->self[s->n]);
+    s->n++;
+}
+
+static int parse_batches(const char *val, int *batches, int *nb)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", val);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        int b;
+        if (*nb >= MAX_BATCHES)
+            return akt_cli_usage_error("bench-zsq", "at most %d batch sizes", MAX_BATCHES), -1;
+        if (akt_cli_int("bench-zsq", "--batch", tok, 1, 100000, &b))
+            return -1;
+        batches[(*nb)++] = b;
+    }
+    if (*nb == 0)
+        return akt_cli_usage_error("bench-zsq", "--batch expects a value"), -1;
+    return 0;
+}
+
+struct bench_opts {
+    const char *gens[MAX_NAMES], *loss, *teacher, *data, *wbits, *abits, *seed;
+    int n_gens, batches[MAX_BATCHES], nb, iters, warmup, threads;
+    char sets[MAX_SETS][512];
+    int n_sets;
+};
+
+/* One configuration through the same validated setter as 'akt train'. */
+static int make_config(struct akt_run_config *c, const struct akt_registry *reg,
+                       const struct bench_opts *o, const char *gen, int batch,
+                       struct akt_error *e)
+{
+    char num[32];
+    akt_run_config_defaults(c);
+    struct { const char *key, *value; } kv[] = {
+        {"teacher", o->teacher}, {"data", o->data},   {"generator", gen},
+        {"loss", o->loss},       {"wbits", o->wbits}, {"abits", o->abits},
+        {"seed", o->seed},       {"epochs", "1"},     {"warmup_epochs", "0"},
+        {"milestones", "none"},  {"eval_limit", "1"}, {"eval_batch", "1"},
+    };
+    int rc = 0;
+    for (size_t i = 0; i < sizeof kv / sizeof kv[0] && !rc; i++)
+        if (kv[i].value)
+            rc = akt_run_config_set(c, reg, kv[i].key, kv[i].value, "bench-zsq", e);
+    snprintf(num, sizeof num, "%d", batch);
+    if (!rc)
+        rc = akt_run_config_set(c, reg, "batch", num, "--batch", e);
+    snprintf(num, sizeof num, "%d", o->warmup + o->iters);
+    if (!rc)
+        rc = akt_run_config_set(c, reg, "iters", num, "--iters", e);
+    snprintf(num, sizeof num, "%d", o->threads);
+    if (!rc)
+        rc = akt_run_config_set(c, reg, "threads", num, "--threads", e);
+    for (int i = 0; i < o->n_sets && !rc; i++) {
+        char kvbuf[512];
+        snprintf(kvbuf, sizeof kvbuf, "%s", o->sets[i]);
+        char *eq = strchr(kvbuf, '=');
+        *eq = 0;
+        rc = akt_run_config_set(c, reg, kvbuf, eq + 1, "--set", e);
+    }
+    c->out_path[0] = 0; /* never a results file */
+    return rc;
+}
+
+/* Runs one configuration; prints its line. Returns the process status. */
+static int bench_one(const struct akt_registry *reg, const struct bench_opts *o, const char *gen,
+                     int batch)
+{
+    struct akt_error e = {0};
+    struct akt_run_config *c = malloc(sizeof *c);
+    AKT_ASSERT(c);
+    if (make_config(c, reg, o, gen, batch, &e)) {
+        free(c);
+        akt_cli_fail(&e);
+        return 2;
+    }
+    int total = o->warmup + o->iters;
+    struct stamps s = {.cap = total};
+    s.ms = malloc(3 * (size_t)total * sizeof(double));
+    AKT_ASSERT(s.ms);
+    s.machine = s.ms + total;
+    s.self = s.machine + total;
+    struct akt_run_callbacks cb = {.iteration = on_iter, .user = &s};
+    struct akt_run_result res;
+    int rc = akt_run_train(c, reg, &cb, &res, &e);
+    char name[160];
+    snprintf(name, sizeof name, "zsq_%s_%s_b%d", gen, c->loss, batch);
+    free(c);
+    if (rc) {
+        free(s.ms);
+        return akt_cli_fail(&e);
+    }
+    if (s.n != total) {
+        free(s.ms);
+        fprintf(stderr, "akt: error: bench-zsq: %d of %d iterations reported\n", s.n, total);
+        return 1;
+    }
+    /* iteration i (i >= warmup >= 1) = callback i-1 .. callback i */
+    double *dt = malloc((size_t)o->iters * sizeof(double));
+    AKT_ASSERT(dt);
+    int contended = 0;
+    for (int k = 0; k < o->iters; k++) {
+        int i = o->warmup + k;
+        dt[k] = s.ms[i] - s.ms[i - 1];
+        double foreign = (s.machine[i] - s.machine[i - 1]) - (s.self[i] - s.self[i - 1]);
+        double limit = 0.05 * o->threads * dt[k] * 1e-3;
+        contended += foreign > (limit > 0.03 ? limit : 0.03);
+    }
+    qsort(dt, o->iters, sizeof *dt, cmp_double);
+    int n = o->iters;
+    double med = n % 2 ? dt[n / 2] : 0.5 * (dt[n / 2 - 1] + dt[n / 2]);
+    printf("%s %.2f %.1f\n", name, med, batch * 1e3 / med);
+    fflush(stdout);
+    fprintf(stderr,
+            "#   %s: min %.2f median %.2f max %.2f ms over %d iterations (warm-up %d); "
+            "%d/%d contended\n",
+            name, dt[0], med, dt[n - 1], n, o->warmup, contended, n);
+    free(dt);
+    free(s.ms);
+    return 0;
+}
+
+int akt_cmd_bench_zsq(int argc, char **argv)
+{
+    static struct bench_opts o;
+    memset(&o, 0, sizeof o);
+    o.loss = "akt";
+    o.iters = 10;
+    o.warmup = 3;
+    o.threads = 2;
+    const char *dirs[MAX_DIRS];
+    int n_dirs = 0;
+    char tbuf[1024], dbuf[1024];
+    o.teacher = akt_cli_default_path("teachers/resnet20_cifar10_akamaster_optA.h5", tbuf,
+                                     sizeof tbuf);
+    o.data = akt_cli_default_path("cifar-10-batches-bin/test_batch_lossless1000.bin", dbuf,
+                                  sizeof dbuf);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int takes_value = strcmp(a, "--help") && strcmp(a, "-h");
+        if (takes_value && !v)
+            return akt_cli_usage_error("bench-zsq", "option '%s' needs a value", a);
+        if (!takes_value) {
+            fputs(BENCH_ZSQ_USAGE, stdout);
+            return 0;
+        } else if (!strcmp(a, "--generator")) {
+            if (o.n_gens == MAX_NAMES)
+                return akt_cli_usage_error("bench-zsq", "too many --generator");
+            o.gens[o.n_gens++] = v;
+        } else if (!strcmp(a, "--loss")) {
+            o.loss = v;
+        } else if (!strcmp(a, "--batch")) {
+            if (parse_batches(v, o.batches, &o.nb))
+                return 2;
+        } else if (!strcmp(a, "--iters") || !strcmp(a, "--reps")) {
+            if (akt_cli_int("bench-zsq", a, v, 1, 1000000, &o.iters))
+                return 2;
+        } else if (!strcmp(a, "--warmup")) {
+            if (akt_cli_int("bench-zsq", a, v, 1, 1000000, &o.warmup))
+                return 2;
+        } else if (!strcmp(a, "--threads")) {
+            if (akt_cli_int("bench-zsq", a, v, 1, 1024, &o.threads))
+                return 2;
+        } else if (!strcmp(a, "--wbits")) {
+            o.wbits = v;
+        } else if (!strcmp(a, "--abits")) {
+            o.abits = v;
+        } else if (!strcmp(a, "--seed")) {
+            o.seed = v;
+        } else if (!strcmp(a, "--teacher")) {
+            o.teacher = v;
+        } else if (!strcmp(a, "--data")) {
+            o.data = v;
+        } else if (!strcmp(a, "--set")) {
+            if (o.n_sets == MAX_SETS)
+                return akt_cli_usage_error("bench-zsq", "too many --set");
+            if (!strchr(v, '='))
+                return akt_cli_usage_error("bench-zsq", "--set expects KEY=VALUE, got '%s'", v);
+            snprintf(o.sets[o.n_sets++], sizeof o.sets[0], "%s", v);
+        } else if (!strcmp(a, "--plugin-dir")) {
+            if (n_dirs == MAX_DIRS)
+                return akt_cli_usage_error("bench-zsq", "too many --plugin-dir");
+            dirs[n_dirs++] = v;
+        } else {
+            return akt_cli_usage_error("bench-zsq", "unknown option '%s'", a);
+        }
+        i++;
+    }
+    if (!o.teacher)
+        return akt_cli_usage_error("bench-zsq", "--teacher is required (or set AKT_DATA)");
+    if (!o.data)
+        return akt_cli_usage_error("bench-zsq", "--data is required (or set AKT_DATA)");
+    if (o.n_gens == 0) {
+        o.gens[o.n_gens++] = "gdfq";
+        o.gens[o.n_gens++] = "adadfq";
+    }
+    if (o.nb == 0) {
+        o.batches[o.nb++] = 32;
+        o.batches[o.nb++] = 200;
+    }
+
+    struct akt_error e = {0};
+    struct akt_registry reg;
+    akt_registry_init(&reg);
+    int rc = 0;
+    for (int i = 0; i < n_dirs && !rc; i++)
+        rc = akt_registry_load_dir(&reg, dirs[i], &e);
+    if (!rc && n_dirs == 0)
+        rc = akt_registry_load_default(&reg, &e);
+    if (rc) {
+        akt_registry_free(&reg);
+        return akt_cli_fail(&e);
+    }
+    fprintf(stderr, "# akt bench-zsq: threads %d, median of %d iterations after %d warm-up, "
+            "teacher %s\n", o.threads, o.iters, o.warmup, o.teacher);
+    for (int bi = 0; bi < o.nb && !rc; bi++)
+        for (int gi = 0; gi < o.n_gens && !rc; gi++)
+            rc = bench_one(&reg, &o, o.gens[gi], o.batches[bi]);
+    akt_registry_free(&reg);
+    return rc;
+}
