@@ -146,9 +146,28 @@ check_error "option without its value" 2 "--batch" -- \
 check_error "unknown command" 2 "frobnicate" -- \
     frobnicate
 
+# --- akt train: bad configurations (refused before any training) -----------
+check_error "train: unknown generator" 2 "unknown generator plugin 'nosuch'" -- \
+    train --teacher "$TEACHER" --data "$DATA" --generator nosuch --loss akt
+check_error "train: unknown loss" 2 "unknown loss plugin 'nosuch'" -- \
+    train --teacher "$TEACHER" --data "$DATA" --generator gdfq --loss nosuch
+check_error "train: bits out of range" 2 "wbits" "2..8" -- \
+    train --teacher "$TEACHER" --data "$DATA" --generator gdfq --loss akt --wbits 9
+check_error "train: unknown plugin parameter" 2 "loss.nosuch" "valid:" -- \
+    train --teacher "$TEACHER" --data "$DATA" --generator gdfq --loss akt --set loss.nosuch=1
+check_error "train: plugin parameter out of range" 2 "loss.lambda" "out of range" -- \
+    train --teacher "$TEACHER" --data "$DATA" --generator gdfq --loss akt --set loss.lambda=-1
+check_error "train: plugin parameter of the wrong type" 2 "generator.bns" -- \
+    train --teacher "$TEACHER" --data "$DATA" --generator gdfq --loss akt --set generator.bns=abc
+check_error "train: unknown run key" 2 "frobnicate" "unknown key" -- \
+    train --teacher "$TEACHER" --data "$DATA" --generator gdfq --loss akt --set frobnicate=1
+check_error "train: missing teacher" 1 "$tmp/no_teacher.h5" "No such file" -- \
+    train --teacher "$tmp/no_teacher.h5" --data "$DATA" --generator gdfq --loss akt
+
 # --- help -------------------------------------------------------------------
 check_help "akt --help" eval -- --help
 check_help "akt eval --help" --teacher --data -- eval --help
+check_help "akt train --help" --generator --loss --set -- train --help
 
 # --- success: the lossless subset gives the published 91.50 -----------------
 # --batch 128 leaves a short last batch (1000 = 7*128 + 104).

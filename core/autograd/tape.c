@@ -64,16 +64,35 @@ void akt_tape_free(struct akt_tape *t)
 
 void *akt_tape_alloc(struct akt_tape *t, size_t bytes) { return akt_arena_alloc(&t->arena, bytes); }
 
-struct akt_tensor *akt_tensor_new(struct akt_tape *t, int ndim, const int *shape, int requires_grad)
+void *akt_tape_alloc_uninit(struct akt_tape *t, size_t bytes)
+{
+    return akt_arena_alloc_uninit(&t->arena, bytes);
+}
+
+/* data zeroed or not; a grad buffer is always zeroed (backward accumulates) */
+static struct akt_tensor *tensor_new(struct akt_tape *t, int ndim, const int *shape,
+                                     int requires_grad, int zero_data)
 {
     struct akt_tensor *x = akt_arena_alloc(&t->arena, sizeof *x);
     akt_tensor_set_shape(x, ndim, shape);
-    x->data = akt_arena_alloc(&t->arena, (size_t)x->n * sizeof(float));
+    size_t bytes = (size_t)x->n * sizeof(float);
+    x->data = zero_data ? akt_arena_alloc(&t->arena, bytes) : akt_arena_alloc_uninit(&t->arena, bytes);
     if (requires_grad && t->recording) {
         x->grad = akt_arena_alloc(&t->arena, (size_t)x->n * sizeof(float));
         x->requires_grad = 1;
     }
     return x;
+}
+
+struct akt_tensor *akt_tensor_new(struct akt_tape *t, int ndim, const int *shape, int requires_grad)
+{
+    return tensor_new(t, ndim, shape, requires_grad, 1);
+}
+
+struct akt_tensor *akt_tensor_new_uninit(struct akt_tape *t, int ndim, const int *shape,
+                                         int requires_grad)
+{
+    return tensor_new(t, ndim, shape, requires_grad, 0);
 }
 
 struct akt_tensor *akt_tensor_newv(struct akt_tape *t, int requires_grad, int ndim, ...)
@@ -89,7 +108,7 @@ struct akt_tensor *akt_tensor_newv(struct akt_tape *t, int requires_grad, int nd
 
 struct akt_tensor *akt_tensor_from(struct akt_tape *t, const float *data, int ndim, const int *shape)
 {
-    struct akt_tensor *x = akt_tensor_new(t, ndim, shape, 0);
+    struct akt_tensor *x = akt_tensor_new_uninit(t, ndim, shape, 0);
     memcpy(x->data, data, (size_t)x->n * sizeof(float));
     return x;
 }

@@ -43,6 +43,8 @@ void akt_assert_fail(const char *expr, const char *file, int line)
     abort();
 }
 
+static int g_threads = 1; /* akt_threads_set() */
+
 /* ------------------------------------------------------------- arenas --- */
 struct akt_arena_block {
     struct akt_arena_block *next;
@@ -71,7 +73,7 @@ void akt_arena_init(struct akt_arena *a, size_t block_size)
     a->block_size = block_size ? block_size : (64u << 20);
 }
 
-void *akt_arena_alloc(struct akt_arena *a, size_t bytes)
+void *akt_arena_alloc_uninit(struct akt_arena *a, size_t bytes)
 {
     bytes = (bytes + 63) & ~(size_t)63;
     if (bytes == 0)
@@ -101,7 +103,34 @@ void *akt_arena_alloc(struct akt_arena *a, size_t bytes)
     a->used += bytes;
     if (a->used > a->peak)
         a->peak = a->used;
-    memset(p, 0, bytes);
+    return p;
+}
+
+/* Zeroing large buffers (gradient buffers of whole activations, megabytes
+ * each) is memory-bound: split it over the threads, which would otherwise
+ * wait for the master at the next parallel region anyway. */
+#define ZERO_PAR_MIN ((size_t)1 << 20)
+
+void *akt_arena_alloc(struct akt_arena *a, size_t bytes)
+{
+    char *p = akt_arena_alloc_uninit(a, bytes);
+    size_t n = (bytes + 63) & ~(size_t)63;
+    if (n == 0)
+        n = 64;
+#ifdef _OPENMP
+    if (n >= ZERO_PAR_MIN && g_threads > 1 && !omp_in_parallel()) {
+        /* static split at 64-byte boundaries: disjoint ranges */
+        size_t lines = n / 64;
+#pragma omp parallel num_threads(g_threads)
+        {
+            size_t T = (size_t)omp_get_num_threads(), i = (size_t)omp_get_thread_num();
+            size_t l0 = lines * i / T, l1 = lines * (i + 1) / T;
+            memset(p + l0 * 64, 0, (l1 - l0) * 64);
+        }
+        return p;
+    }
+#endif
+    memset(p, 0, n);
     return p;
 }
 
@@ -181,7 +210,6 @@ uint32_t akt_rng_below(struct akt_rng *r, uint32_t n)
 }
 
 /* ------------------------------------------------------------ threads --- */
-static int g_threads = 1;
 
 void akt_threads_set(int n)
 {

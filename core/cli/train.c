@@ -46,11 +46,16 @@ static void on_signal(int sig)
 struct progress {
     int tty, quiet;
     double t0;
+    long kill_after, iters_done;
 };
 
 static void on_iter(int epoch, int iter, int iters, double lg, double lq, void *user)
 {
     struct progress *p = user;
+    /* Fault injection for the resume tests: AKT_KILL_AFTER_ITERS=N makes the
+     * process SIGKILL itself after N iterations, at an exactly known point. */
+    if (p->kill_after > 0 && ++p->iters_done >= p->kill_after)
+        raise(SIGKILL);
     if (!p->tty || p->quiet)
         return;
     double el = (akt_time_ms() - p->t0) / 1e3;
@@ -183,6 +188,8 @@ int akt_cmd_train(int argc, char **argv)
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     struct progress prog = {.tty = isatty(2), .quiet = quiet, .t0 = akt_time_ms()};
+    const char *kill_env = getenv("AKT_KILL_AFTER_ITERS");
+    prog.kill_after = kill_env ? atol(kill_env) : 0;
     struct akt_run_callbacks cb = {
         .iteration = on_iter, .epoch = on_epoch, .stop = (volatile int *)&g_stop, .user = &prog};
     struct akt_run_result res;

@@ -1,7 +1,8 @@
 /* Batch normalisation (running or batch statistics) and per-channel batch statistics.
  *
  * x is [N,C,H,W] or [N,C]; channel c's elements are x[(n*C + c)*HW + p].
- * Every per-channel reduction runs over n then p in that order, in double,
+ * Every per-channel reduction runs over n then p in a fixed lane order (see
+ * LANES), in double,
  * and the loops are parallel over channels only, so results do not depend on
  * the thread count. */
 #include "internal.h"
@@ -15,27 +16,51 @@ static void bn_dims(const struct akt_tensor *x, int *N, int *C, int64_t *HW)
     *HW = x->ndim == 4 ? (int64_t)x->shape[2] * x->shape[3] : 1;
 }
 
+/* Per-channel sums in double, in a fixed order that vectorises: LANES
+ * partial sums, element p of every row going to lane p % LANES, rows in the
+ * order n = 0..N-1, the lanes added in order at the end. The order depends
+ * only on the shape, never on the thread count. */
+#define LANES 8
+
+static double lanes_total(const double *acc)
+{
+    double s = 0;
+    for (int j = 0; j < LANES; j++)
+        s += acc[j];
+    return s;
+}
+
 /* mean[c] and biased var[c] of channel c, two-pass in double */
 static void channel_stats(const float *x, int N, int C, int64_t HW, int c, double *mean,
                           double *var)
 {
-    double s = 0;
+    double acc[LANES] = {0};
+    int64_t HW8 = HW - HW % LANES;
     for (int n = 0; n < N; n++) {
         const float *xc = x + ((int64_t)n * C + c) * HW;
-        for (int64_t p = 0; p < HW; p++)
-            s += xc[p];
+        for (int64_t p = 0; p < HW8; p += LANES)
+            for (int j = 0; j < LANES; j++)
+                acc[j] += xc[p + j];
+        for (int64_t p = HW8; p < HW; p++)
+            acc[p - HW8] += xc[p];
     }
     double M = (double)N * HW;
-    double mu = s / M, v = 0;
+    double mu = lanes_total(acc) / M;
+    double sq[LANES] = {0};
     for (int n = 0; n < N; n++) {
         const float *xc = x + ((int64_t)n * C + c) * HW;
-        for (int64_t p = 0; p < HW; p++) {
+        for (int64_t p = 0; p < HW8; p += LANES)
+            for (int j = 0; j < LANES; j++) {
+                double d = xc[p + j] - mu;
+                sq[j] += d * d;
+            }
+        for (int64_t p = HW8; p < HW; p++) {
             double d = xc[p] - mu;
-            v += d * d;
+            sq[p - HW8] += d * d;
         }
     }
     *mean = mu;
-    *var = v / M;
+    *var = lanes_total(sq) / M;
 }
 
 /* ------------------------------------------------------------ batchnorm --- */
@@ -103,16 +128,27 @@ static void bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
     AKT_PARALLEL_FOR((int64_t)C * N * HW)
     for (int c = 0; c < C; c++) {
         float m = mean[c], is = invstd[c], gm = gamma ? gamma[c] : 1.0f;
-        double sdy = 0, sdyx = 0; /* sum dy, sum dy * xhat */
+        double sdy = 0, sdyx = 0; /* sum dy, sum dy * xhat (fixed lane order) */
         if (dgamma || dbeta || (dx && batch_mode)) {
+            double a1[LANES] = {0}, a2[LANES] = {0};
+            int64_t HW8 = HW - HW % LANES;
             for (int n = 0; n < N; n++) {
-                int64_t off = ((int64_t)n * C + c) * HW;
-                for (int64_t p = 0; p < HW; p++) {
-                    double xhat = (double)(x[off + p] - m) * is;
-                    sdy += dy[off + p];
-                    sdyx += dy[off + p] * xhat;
+                const float *xc = x + ((int64_t)n * C + c) * HW;
+                const float *gc = dy + ((int64_t)n * C + c) * HW;
+                for (int64_t p = 0; p < HW8; p += LANES)
+                    for (int j = 0; j < LANES; j++) {
+                        double xhat = (double)(xc[p + j] - m) * is;
+                        a1[j] += gc[p + j];
+                        a2[j] += gc[p + j] * xhat;
+                    }
+                for (int64_t p = HW8; p < HW; p++) {
+                    double xhat = (double)(xc[p] - m) * is;
+                    a1[p - HW8] += gc[p];
+                    a2[p - HW8] += gc[p] * xhat;
                 }
             }
+            sdy = lanes_total(a1);
+            sdyx = lanes_total(a2);
         }
         if (dgamma)
             dgamma[c] += (float)sdyx;
@@ -129,12 +165,14 @@ static void bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
             }
             continue;
         }
-        double mdy = sdy / M, mdyx = sdyx / M;
+        /* per element in float (the sums above are the precision-critical
+         * part): a float loop vectorises twice as wide as a double one */
+        float mdy = (float)(sdy / M), mdyx = (float)(sdyx / M);
         for (int n = 0; n < N; n++) {
             int64_t off = ((int64_t)n * C + c) * HW;
             for (int64_t p = 0; p < HW; p++) {
-                double xhat = (double)(x[off + p] - m) * is;
-                dx[off + p] += (float)(a * (dy[off + p] - mdy - xhat * mdyx));
+                float xhat = (x[off + p] - m) * is;
+                dx[off + p] += a * (dy[off + p] - mdy - xhat * mdyx);
             }
         }
     }
@@ -159,7 +197,7 @@ struct akt_tensor *akt_batchnorm(struct akt_tape *t, struct akt_tensor *x,
     AKT_ASSERT(!p->gamma || p->gamma->n == C);
     AKT_ASSERT(!p->beta || p->beta->n == C);
     AKT_ASSERT(mode == AKT_BN_EVAL || mode == AKT_BN_BATCH);
-    struct akt_tensor *y = akt_tensor_new(t, x->ndim, x->shape, 0);
+    struct akt_tensor *y = akt_tensor_new_uninit(t, x->ndim, x->shape, 0); /* all written */
     /* kept in the arena: backward needs the statistics the forward used,
      * even after the running stats have moved */
     float *mean = akt_tape_alloc(t, (size_t)C * sizeof(float));

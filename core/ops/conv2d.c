@@ -208,7 +208,9 @@ struct akt_tensor *akt_conv2d(struct akt_tape *t, struct akt_tensor *x, struct a
     AKT_ASSERT(!bias || bias->n == w->shape[0]);
     struct conv_geom g = geom_of(x, w, stride, pad);
     AKT_ASSERT(g.Ho >= 1 && g.Wo >= 1);
-    struct akt_tensor *out = akt_tensor_newv(t, 0, 4, g.N, g.Cout, g.Ho, g.Wo);
+    /* both paths write every output element */
+    int oshape[4] = {g.N, g.Cout, g.Ho, g.Wo};
+    struct akt_tensor *out = akt_tensor_new_uninit(t, 4, oshape, 0);
     conv2d_forward(out->data, x->data, w->data, bias ? bias->data : NULL, &g);
     struct akt_node *nd = akt_tape_push(t, conv2d_bw, "conv2d", out, x, w, bias, NULL);
     if (nd) {

@@ -8,52 +8,76 @@
 /* -------------------------------------------------------------- binary --- */
 enum { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV };
 
+/* Each op is its own loop (the switch is outside): a loop body without a
+ * branch on op vectorises, and these ops are memory-bound passes over whole
+ * activations. The macros only stamp out the per-op loops. */
+#define EW_LOOP(n, body)                                                                         \
+    do {                                                                                          \
+        AKT_PARALLEL_FOR(n)                                                                       \
+        for (int64_t i = 0; i < (n); i++)                                                         \
+            body;                                                                                 \
+    } while (0)
+
 /* out[n] = a[n] op b[n or 0] */
 static void binary_forward(float *out, const float *a, const float *b, int64_t n, int b_scalar,
                            int op)
 {
-    AKT_PARALLEL_FOR(n)
-    for (int64_t i = 0; i < n; i++) {
-        float bv = b[b_scalar ? 0 : i];
+    if (b_scalar) {
+        float bv = b[0];
         switch (op) {
-        case BIN_ADD: out[i] = a[i] + bv; break;
-        case BIN_SUB: out[i] = a[i] - bv; break;
-        case BIN_MUL: out[i] = a[i] * bv; break;
-        default: out[i] = a[i] / bv; break;
+        case BIN_ADD: EW_LOOP(n, out[i] = a[i] + bv); break;
+        case BIN_SUB: EW_LOOP(n, out[i] = a[i] - bv); break;
+        case BIN_MUL: EW_LOOP(n, out[i] = a[i] * bv); break;
+        default: EW_LOOP(n, out[i] = a[i] / bv); break;
         }
+        return;
+    }
+    switch (op) {
+    case BIN_ADD: EW_LOOP(n, out[i] = a[i] + b[i]); break;
+    case BIN_SUB: EW_LOOP(n, out[i] = a[i] - b[i]); break;
+    case BIN_MUL: EW_LOOP(n, out[i] = a[i] * b[i]); break;
+    default: EW_LOOP(n, out[i] = a[i] / b[i]); break;
     }
 }
 
-/* da, db may be NULL; a scalar b's gradient is summed in double. */
+/* da, db may be NULL; a scalar b's gradient is summed in double, in order. */
 static void binary_backward(float *da, float *db, const float *dout, const float *a,
                             const float *b, int64_t n, int b_scalar, int op)
 {
     if (da) {
-        AKT_PARALLEL_FOR(n)
-        for (int64_t i = 0; i < n; i++) {
-            float bv = b[b_scalar ? 0 : i];
-            float g = op == BIN_MUL ? dout[i] * bv : op == BIN_DIV ? dout[i] / bv : dout[i];
-            da[i] += g;
-        }
+        if (op == BIN_ADD || op == BIN_SUB)
+            EW_LOOP(n, da[i] += dout[i]);
+        else if (b_scalar && op == BIN_MUL)
+            EW_LOOP(n, da[i] += dout[i] * b[0]);
+        else if (b_scalar)
+            EW_LOOP(n, da[i] += dout[i] / b[0]);
+        else if (op == BIN_MUL)
+            EW_LOOP(n, da[i] += dout[i] * b[i]);
+        else
+            EW_LOOP(n, da[i] += dout[i] / b[i]);
     }
-    if (db) {
+    if (!db)
+        return;
+    if (b_scalar) {
         double acc = 0;
         for (int64_t i = 0; i < n; i++) {
-            float bv = b[b_scalar ? 0 : i];
             float g;
             switch (op) {
             case BIN_ADD: g = dout[i]; break;
             case BIN_SUB: g = -dout[i]; break;
             case BIN_MUL: g = dout[i] * a[i]; break;
-            default: g = -dout[i] * a[i] / (bv * bv); break;
+            default: g = -dout[i] * a[i] / (b[0] * b[0]); break;
             }
-            if (b_scalar)
-                acc += g;
-            else
-                db[i] += g;
+            acc += g;
         }
-        if (b_scalar)
-            db[0] += (float)acc;
+        db[0] += (float)acc;
+        return;
+    }
+    switch (op) {
+    case BIN_ADD: EW_LOOP(n, db[i] += dout[i]); break;
+    case BIN_SUB: EW_LOOP(n, db[i] += -dout[i]); break;
+    case BIN_MUL: EW_LOOP(n, db[i] += dout[i] * a[i]); break;
+    default: EW_LOOP(n, db[i] += -dout[i] * a[i] / (b[i] * b[i])); break;
     }
 }
 
@@ -70,7 +94,7 @@ static struct akt_tensor *binary(struct akt_tape *t, struct akt_tensor *a, struc
 {
     int b_scalar = b->n == 1 && a->n != 1;
     AKT_ASSERT(b_scalar || a->n == b->n);
-    struct akt_tensor *out = akt_tensor_new(t, a->ndim, a->shape, 0);
+    struct akt_tensor *out = akt_tensor_new_uninit(t, a->ndim, a->shape, 0);
     binary_forward(out->data, a->data, b->data, a->n, b_scalar, op);
     struct akt_node *nd = akt_tape_push(t, binary_bw, name, out, a, b, NULL, NULL);
     if (nd) {
@@ -100,44 +124,30 @@ struct akt_tensor *akt_div(struct akt_tape *t, struct akt_tensor *a, struct akt_
 /* --------------------------------------------------------------- unary --- */
 enum { UN_SCALE, UN_SQUARE, UN_RELU, UN_LEAKY, UN_TANH, UN_HINGE };
 
-static inline float unary_f(int op, float x, float s, float c)
-{
-    switch (op) {
-    case UN_SCALE: return s * x + c;
-    case UN_SQUARE: return x * x;
-    case UN_RELU: return x > 0 ? x : 0;
-    case UN_LEAKY: return x > 0 ? x : s * x;
-    case UN_TANH: return tanhf(x);
-    default: { float v = s * x + c; return v > 0 ? v : 0; }
-    }
-}
-
-/* derivative from the input x and the output y */
-static inline float unary_df(int op, float x, float y, float s, float c)
-{
-    switch (op) {
-    case UN_SCALE: return s;
-    case UN_SQUARE: return 2 * x;
-    case UN_RELU: return x > 0 ? 1.0f : 0.0f;
-    case UN_LEAKY: return x > 0 ? 1.0f : s;
-    case UN_TANH: return 1 - y * y;
-    default: return s * x + c > 0 ? s : 0.0f;
-    }
-}
-
 static void unary_forward(float *out, const float *x, int64_t n, int op, float s, float c)
 {
-    AKT_PARALLEL_FOR(n)
-    for (int64_t i = 0; i < n; i++)
-        out[i] = unary_f(op, x[i], s, c);
+    switch (op) {
+    case UN_SCALE: EW_LOOP(n, out[i] = s * x[i] + c); break;
+    case UN_SQUARE: EW_LOOP(n, out[i] = x[i] * x[i]); break;
+    case UN_RELU: EW_LOOP(n, out[i] = x[i] > 0 ? x[i] : 0.0f); break;
+    case UN_LEAKY: EW_LOOP(n, out[i] = x[i] > 0 ? x[i] : s * x[i]); break;
+    case UN_TANH: EW_LOOP(n, out[i] = tanhf(x[i])); break;
+    default: EW_LOOP(n, out[i] = s * x[i] + c > 0 ? s * x[i] + c : 0.0f); break;
+    }
 }
 
+/* dx += dout * f'(x), the derivative from the input x or the output y */
 static void unary_backward(float *dx, const float *dout, const float *x, const float *y, int64_t n,
                            int op, float s, float c)
 {
-    AKT_PARALLEL_FOR(n)
-    for (int64_t i = 0; i < n; i++)
-        dx[i] += dout[i] * unary_df(op, x[i], y[i], s, c);
+    switch (op) {
+    case UN_SCALE: EW_LOOP(n, dx[i] += dout[i] * s); break;
+    case UN_SQUARE: EW_LOOP(n, dx[i] += dout[i] * (2 * x[i])); break;
+    case UN_RELU: EW_LOOP(n, dx[i] += x[i] > 0 ? dout[i] : 0.0f); break;
+    case UN_LEAKY: EW_LOOP(n, dx[i] += dout[i] * (x[i] > 0 ? 1.0f : s)); break;
+    case UN_TANH: EW_LOOP(n, dx[i] += dout[i] * (1 - y[i] * y[i])); break;
+    default: EW_LOOP(n, dx[i] += dout[i] * (s * x[i] + c > 0 ? s : 0.0f)); break;
+    }
 }
 
 static void unary_bw(struct akt_tape *t, const struct akt_node *n)
@@ -150,7 +160,7 @@ static void unary_bw(struct akt_tape *t, const struct akt_node *n)
 static struct akt_tensor *unary(struct akt_tape *t, struct akt_tensor *x, int op, float s, float c,
                                 const char *name)
 {
-    struct akt_tensor *out = akt_tensor_new(t, x->ndim, x->shape, 0);
+    struct akt_tensor *out = akt_tensor_new_uninit(t, x->ndim, x->shape, 0);
     unary_forward(out->data, x->data, x->n, op, s, c);
     struct akt_node *nd = akt_tape_push(t, unary_bw, name, out, x, NULL, NULL, NULL);
     if (nd) {

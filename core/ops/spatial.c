@@ -38,7 +38,8 @@ struct akt_tensor *akt_global_avgpool(struct akt_tape *t, struct akt_tensor *x)
     AKT_ASSERT(x->ndim == 4);
     int64_t HW = (int64_t)x->shape[2] * x->shape[3];
     AKT_ASSERT(HW > 0);
-    struct akt_tensor *y = akt_tensor_newv(t, 0, 2, x->shape[0], x->shape[1]);
+    int shape[2] = {x->shape[0], x->shape[1]};
+    struct akt_tensor *y = akt_tensor_new_uninit(t, 2, shape, 0); /* all written */
     avgpool_forward(y->data, x->data, y->n, HW);
     akt_tape_push(t, avgpool_bw, "global_avgpool", y, x, NULL, NULL, NULL);
     return y;
@@ -91,8 +92,8 @@ static void upsample_bw(struct akt_tape *t, const struct akt_node *n)
 struct akt_tensor *akt_upsample2x(struct akt_tape *t, struct akt_tensor *x)
 {
     AKT_ASSERT(x->ndim == 4);
-    struct akt_tensor *y =
-        akt_tensor_newv(t, 0, 4, x->shape[0], x->shape[1], 2 * x->shape[2], 2 * x->shape[3]);
+    int shape[4] = {x->shape[0], x->shape[1], 2 * x->shape[2], 2 * x->shape[3]};
+    struct akt_tensor *y = akt_tensor_new_uninit(t, 4, shape, 0); /* all written */
     upsample_forward(y->data, x->data, (int64_t)x->shape[0] * x->shape[1], x->shape[2],
                      x->shape[3]);
     akt_tape_push(t, upsample_bw, "upsample2x", y, x, NULL, NULL, NULL);

@@ -43,7 +43,8 @@ void akt_assert_fail(const char *expr, const char *file, int line) __attribute__
 #define AKT_ASSERT(x) ((x) ? (void)0 : akt_assert_fail(#x, __FILE__, __LINE__))
 
 /* Bump allocator made of blocks that never move, so pointers stay valid
- * until akt_arena_reset(). Memory is 64-byte aligned and zero-filled. */
+ * until akt_arena_reset(). Memory is 64-byte aligned and zero-filled
+ * (akt_arena_alloc_uninit: not filled). */
 struct akt_arena_block;
 struct akt_arena {
     struct akt_arena_block *head; /* current block */
@@ -53,6 +54,9 @@ struct akt_arena {
 };
 void akt_arena_init(struct akt_arena *a, size_t block_size);
 void *akt_arena_alloc(struct akt_arena *a, size_t bytes); /* zeroed; aborts on OOM */
+/* Same, contents undefined: for buffers the caller overwrites completely
+ * (saves the zero-fill, a full extra pass over memory). */
+void *akt_arena_alloc_uninit(struct akt_arena *a, size_t bytes);
 void akt_arena_reset(struct akt_arena *a);                 /* keeps the blocks */
 void akt_arena_free(struct akt_arena *a);
 

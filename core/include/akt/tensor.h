@@ -69,6 +69,10 @@ void akt_tape_free(struct akt_tape *t);
 
 /* A fresh tensor in the tape's arena (zeroed); with grad when requires_grad. */
 struct akt_tensor *akt_tensor_new(struct akt_tape *t, int ndim, const int *shape, int requires_grad);
+/* Same, but the data is left uninitialised (the grad, if any, is zeroed):
+ * for outputs an op overwrites completely. */
+struct akt_tensor *akt_tensor_new_uninit(struct akt_tape *t, int ndim, const int *shape,
+                                         int requires_grad);
 /* Same with the dims as arguments: akt_tensor_newv(t, rg, 4, N, C, H, W). */
 struct akt_tensor *akt_tensor_newv(struct akt_tape *t, int requires_grad, int ndim, ...);
 /* Arena copy of caller data (no grad), e.g. a batch of images or constants. */
@@ -92,7 +96,8 @@ struct akt_node *akt_tape_push(struct akt_tape *t, akt_backward_fn fn, const cha
                                struct akt_tensor *c, struct akt_tensor *d);
 int akt_any_grad(const struct akt_tape *t, const struct akt_tensor *a, const struct akt_tensor *b,
                  const struct akt_tensor *c);
-void *akt_tape_alloc(struct akt_tape *t, size_t bytes);
+void *akt_tape_alloc(struct akt_tape *t, size_t bytes);        /* zeroed */
+void *akt_tape_alloc_uninit(struct akt_tape *t, size_t bytes); /* contents undefined */
 
 /* ---------------------------------------------------------------- ops ---
  * Shapes: x [N,C,H,W] for images. "axes [a0,a1)" means the contiguous range
