@@ -70,8 +70,6 @@ static void test_accuracy_lossless1000(void **s)
 static void test_accuracy_full_test_batch(void **s)
 {
     (void)s;
-    if (getenv("AKT_QUICK")) /* sanitizer runs: the 1000-image check suffices */
-        skip();
     accuracy_on("cifar-10-batches-bin/test_batch.bin", 8210, 10000);
 }
 
@@ -279,5 +277,11 @@ int main(void)
         cmocka_unit_test(test_accuracy_lossless1000),
         cmocka_unit_test(test_accuracy_full_test_batch),
     };
-    return cmocka_run_group_tests_name("e2e_teacher", tests, setup, teardown);
+    /* AKT_QUICK (sanitizer runs): the 1000-image check suffices; the test is
+     * left out rather than skipped, as meson reads TAP's "not ok # SKIP" as a
+     * failure */
+    size_t n = sizeof tests / sizeof tests[0];
+    if (getenv("AKT_QUICK"))
+        n--;
+    return _cmocka_run_group_tests("e2e_teacher", tests, n, setup, teardown);
 }
