@@ -10,6 +10,7 @@ int akt_cmd_bench(int argc, char **argv);
 int akt_cmd_bench_zsq(int argc, char **argv);
 int akt_cmd_train(int argc, char **argv);
 int akt_cmd_run(int argc, char **argv);
+int akt_cmd_merge(int argc, char **argv);
 int akt_cmd_plugins(int argc, char **argv);
 
 /* Shared helpers (cli/main.c). */

@@ -37,6 +37,7 @@ static const char *USAGE =
     "commands:\n"
     "  train   one zero-shot quantization run (generator + loss plugins)\n"
     "  run     every run of a YAML experiment matrix (experiments/README.md)\n"
+    "  merge   merge results files (e.g. the shards of 'akt run --shard') into one\n"
     "  plugins list the generator and loss plugins and their parameters\n"
     "  eval    top-1/top-5 accuracy of a teacher on a CIFAR binary file\n"
     "  bench   speed of ResNet-20 forward and training steps\n"
@@ -112,6 +113,8 @@ int main(int argc, char **argv)
         return akt_cmd_train(argc - 1, argv + 1);
     if (!strcmp(cmd, "run"))
         return akt_cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "merge"))
+        return akt_cmd_merge(argc - 1, argv + 1);
     if (!strcmp(cmd, "plugins"))
         return akt_cmd_plugins(argc - 1, argv + 1);
     fprintf(stderr, "akt: error: unknown command '%s' (see 'akt --help')\n", cmd);

@@ -13,6 +13,10 @@
 #include "akt/run.h"
 #include "cli.h"
 
+#ifdef AKT_WITH_MPI
+#include <mpi.h>
+#endif
+
 static const char *RUN_USAGE =
     "usage: akt run FILE.yaml [options]\n"
     "\n"
@@ -24,13 +28,25 @@ static const char *RUN_USAGE =
     "  --out FILE.h5     results file (default NAME.h5 in the current folder,\n"
     "                    NAME from the experiment's name:)\n"
     "  --dry-run         print one line per run (index, id, settings) and exit\n"
+    "  --shard I/N       run only this shard's runs: run K (0-based, in --dry-run\n"
+    "                    order) goes to shard K mod N; I is 0-based, 0..N-1\n"
+    "                    (Slurm: --array=0-N-1 and --shard $SLURM_ARRAY_TASK_ID/\n"
+    "                    $SLURM_ARRAY_TASK_COUNT). Default --out NAME.shardIofN.h5;\n"
+    "                    join the shards with 'akt merge'\n"
     "  --threads N       worker threads for every run (overrides the file)\n"
     "  --plugin-dir DIR  load plugins from DIR (repeatable; default $AKT_PLUGIN_PATH\n"
     "                    or the built-in folders)\n"
     "  --quiet           no progress output\n"
     "\n"
     "Relative teacher/data paths in the file resolve against $AKT_DATA when it is\n"
-    "set, else against the file's folder.\n";
+    "set, else against the file's folder.\n"
+#ifdef AKT_WITH_MPI
+    "\n"
+    "Built with MPI: under 'mpirun -n N' (N > 1), rank R runs the runs K with\n"
+    "K mod N == R into OUT.rankR.h5 (OUT without its .h5), then rank 0 merges\n"
+    "them into OUT.h5. --shard cannot be combined with it.\n"
+#endif
+    ;
 
 static volatile sig_atomic_t g_stop;
 static void on_signal(int sig)
@@ -62,20 +78,91 @@ static void print_run(int i, const struct akt_run_config *c)
 
 #define MAX_DIRS 8
 
+/* An outcome's status, as an index into STATUS (MPI reduces it with MAX). */
+enum { ST_NOT_RUN, ST_DONE, ST_SKIPPED, ST_FAILED, ST_INTERRUPTED, ST_COUNT };
+static const char *const STATUS[ST_COUNT] = {"not run", "done", "skipped", "failed",
+                                             "interrupted"};
+
 struct outcome {
     double best, final;
-    const char *status; /* done, skipped (done before), failed, interrupted, not run */
+    int status; /* ST_*: skipped = done before */
 };
 
+/* --shard I/N: 0 <= I < N. */
+static int parse_shard(const char *v, int *i, int *n)
+{
+    char *end = NULL;
+    long a = strtol(v, &end, 10), b = -1;
+    int ok = end != v && *end == '/';
+    if (ok) {
+        const char *q = end + 1;
+        b = strtol(q, &end, 10);
+        ok = end != q && !*end && b >= 1 && b <= 1000000 && a >= 0 && a < b;
+    }
+    if (!ok || !(*v >= '0' && *v <= '9'))
+        return akt_cli_usage_error(
+            "run", "--shard expects I/N with N >= 1 and 0 <= I < N (0-based), got '%s'", v);
+    *i = (int)a;
+    *n = (int)b;
+    return 0;
+}
+
+/* OUT.h5 -> OUT.<tag>.h5 (a name without .h5 gets .<tag>.h5 appended). */
+static void tagged_path(char *buf, size_t n, const char *out, const char *tag)
+{
+    size_t l = strlen(out);
+    int h5 = l > 3 && !strcmp(out + l - 3, ".h5");
+    snprintf(buf, n, "%.*s.%s.h5", (int)(h5 ? l - 3 : l), out, tag);
+}
+
+/* MPI: rank and size of the job, size 1 when not launched by an MPI starter. */
+static int g_rank, g_size = 1;
+#ifdef AKT_WITH_MPI
+static int g_mpi;
+static int launched_by_mpi(void)
+{
+    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        if (getenv(vars[i]))
+            return 1;
+    return 0;
+}
+#endif
+
+static int run_main(int argc, char **argv);
+
 int akt_cmd_run(int argc, char **argv)
+{
+#ifdef AKT_WITH_MPI
+    /* Only under an MPI starter: a plain 'akt run' never calls MPI_Init. */
+    if (launched_by_mpi()) {
+        int provided;
+        if (MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+            fprintf(stderr, "akt: error: MPI_Init failed\n");
+            return 1;
+        }
+        g_mpi = 1;
+        MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+        MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+    }
+    int rc = run_main(argc, argv);
+    if (g_mpi)
+        MPI_Finalize();
+    return rc;
+#else
+    return run_main(argc, argv);
+#endif
+}
+
+static int run_main(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"out", required_argument, 0, 'o'},     {"dry-run", no_argument, 0, 'n'},
         {"threads", required_argument, 0, 'j'}, {"plugin-dir", required_argument, 0, 'P'},
         {"quiet", no_argument, 0, 'q'},         {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+        {"shard", required_argument, 0, 's'},   {0, 0, 0, 0}};
     const char *out = NULL, *dirs[MAX_DIRS];
-    int n_dirs = 0, dry = 0, quiet = 0, threads = 0;
+    int n_dirs = 0, dry = 0, quiet = 0, threads = 0, shard_i = 0, shard_n = 1, sharded = 0;
     optind = 1;
     opterr = 0;
     int ch;
@@ -92,7 +179,15 @@ int akt_cmd_run(int argc, char **argv)
             dirs[n_dirs++] = optarg;
             break;
         case 'q': quiet = 1; break;
-        case 'h': fputs(RUN_USAGE, stdout); return 0;
+        case 's':
+            if (parse_shard(optarg, &shard_i, &shard_n))
+                return 2;
+            sharded = 1;
+            break;
+        case 'h':
+            if (g_rank == 0)
+                fputs(RUN_USAGE, stdout);
+            return 0;
         case ':': return akt_cli_usage_error("run", "option '%s' needs a value", argv[optind - 1]);
         default: return akt_cli_usage_error("run", "unknown option '%s'", argv[optind - 1]);
         }
@@ -102,6 +197,14 @@ int akt_cmd_run(int argc, char **argv)
     if (optind + 1 < argc)
         return akt_cli_usage_error("run", "unexpected argument '%s'", argv[optind + 1]);
     const char *path = argv[optind];
+    int mpi = g_size > 1; /* ranks share the runs and rank 0 merges */
+    if (mpi && sharded)
+        return akt_cli_usage_error("run", "--shard cannot be combined with mpirun -n %d: the "
+                                          "ranks already split the runs", g_size);
+    if (mpi) {
+        shard_i = g_rank;
+        shard_n = g_size;
+    }
 
     struct akt_error e = {0};
     struct akt_registry reg;
@@ -121,15 +224,38 @@ int akt_cmd_run(int argc, char **argv)
         akt_cli_fail(&e);
         return rc == AKT_EIO ? 1 : 2; /* a bad file is a usage error, as in train */
     }
-    char outbuf[1024];
-    if (!out) {
+    char outbuf[1024], rankbuf[1100];
+    if (!out && sharded)
+        snprintf(outbuf, sizeof outbuf, "%s.shard%dof%d.h5", x.name, shard_i, shard_n);
+    else if (!out)
         snprintf(outbuf, sizeof outbuf, "%s.h5", x.name);
+    if (!out)
         out = outbuf;
+    const char *final_out = out; /* MPI: the merged file */
+    if (mpi) {
+        char tag[32];
+        snprintf(tag, sizeof tag, "rank%d", g_rank);
+        tagged_path(rankbuf, sizeof rankbuf, final_out, tag);
+        out = rankbuf;
     }
+    /* run k is this process's when k mod shard_n == shard_i */
+#define MINE(k) ((k) % shard_n == shard_i)
     if (dry) {
-        for (int i = 0; i < x.n_runs; i++)
-            print_run(i, &x.runs[i].config);
-        if (!quiet)
+        int mine = 0;
+        if (g_rank == 0) /* under MPI, rank 0 lists every run */
+            for (int i = 0; i < x.n_runs; i++)
+                if (mpi || MINE(i)) {
+                    print_run(i, &x.runs[i].config);
+                    mine++;
+                }
+        if (!quiet && mpi && g_rank == 0)
+            fprintf(stderr, "%d runs from %s over %d MPI ranks (rank R takes run K when K mod %d "
+                            "== R), results would go to %s.rankR.h5, then merged into %s\n",
+                    x.n_runs, path, g_size, g_size, final_out, final_out);
+        else if (!quiet && sharded)
+            fprintf(stderr, "%d of %d runs from %s in shard %d/%d, results would go to %s\n",
+                    mine, x.n_runs, path, shard_i, shard_n, out);
+        else if (!quiet)
             fprintf(stderr, "%d runs from %s, results would go to %s\n", x.n_runs, path, out);
         akt_experiment_free(&x);
         akt_registry_free(&reg);
@@ -139,39 +265,45 @@ int akt_cmd_run(int argc, char **argv)
     struct outcome *oc = calloc((size_t)x.n_runs, sizeof *oc);
     AKT_ASSERT(oc);
     for (int i = 0; i < x.n_runs; i++)
-        oc[i] = (struct outcome){-1, -1, "not run"};
-    /* runs already done in the results file */
+        oc[i] = (struct outcome){-1, -1, ST_NOT_RUN};
+    /* runs already done in the results file. Under MPI a rank that fails
+     * here still takes part in the collective calls below (no hang). */
+    int failed = 0, open_failed = 0;
     struct akt_results *res_file;
     if ((rc = akt_results_open(&res_file, out, &e))) {
-        free(oc);
-        akt_experiment_free(&x);
-        akt_registry_free(&reg);
-        return akt_cli_fail(&e);
-    }
-    for (int i = 0; i < x.n_runs; i++) {
-        char status[32];
-        const char *id = x.runs[i].config.id;
-        if (akt_results_has_run(res_file, id) &&
-            akt_results_get_status(res_file, id, status, sizeof status) == 0 &&
-            !strcmp(status, "done")) {
-            oc[i].status = "skipped";
-            akt_results_get_attr(res_file, id, "best_top1", &oc[i].best);
-            akt_results_get_attr(res_file, id, "final_top1", &oc[i].final);
+        akt_cli_fail(&e);
+        open_failed = 1;
+    } else {
+        for (int i = 0; i < x.n_runs; i++) {
+            char status[32];
+            const char *id = x.runs[i].config.id;
+            if (MINE(i) && akt_results_has_run(res_file, id) &&
+                akt_results_get_status(res_file, id, status, sizeof status) == 0 &&
+                !strcmp(status, "done")) {
+                oc[i].status = ST_SKIPPED;
+                akt_results_get_attr(res_file, id, "best_top1", &oc[i].best);
+                akt_results_get_attr(res_file, id, "final_top1", &oc[i].final);
+            }
+        }
+        if ((rc = akt_results_close(res_file, &e))) {
+            akt_cli_fail(&e);
+            open_failed = 1;
         }
     }
-    if ((rc = akt_results_close(res_file, &e))) {
+    if (open_failed && !mpi) {
         free(oc);
         akt_experiment_free(&x);
         akt_registry_free(&reg);
-        return akt_cli_fail(&e);
+        return 1;
     }
 
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
-    int failed = 0;
-    for (int i = 0; i < x.n_runs && !g_stop; i++) {
+    for (int i = 0; i < x.n_runs && !g_stop && !open_failed; i++) {
         struct akt_run_config c = x.runs[i].config;
-        if (!strcmp(oc[i].status, "skipped")) {
+        if (!MINE(i))
+            continue;
+        if (oc[i].status == ST_SKIPPED) {
             if (!quiet)
                 fprintf(stderr, "[%d/%d] %s: done already, skipped\n", i + 1, x.n_runs, c.id);
             continue;
@@ -189,33 +321,93 @@ int akt_cmd_run(int argc, char **argv)
         struct akt_error re = {0};
         if ((rc = akt_run_train(&c, &reg, &cb, &r, &re))) {
             akt_cli_fail(&re);
-            oc[i].status = rc == AKT_EINTR ? "interrupted" : "failed";
+            oc[i].status = rc == AKT_EINTR ? ST_INTERRUPTED : ST_FAILED;
             failed++;
             if (rc == AKT_EINTR)
                 break;
             continue;
         }
-        oc[i] = (struct outcome){r.best_top1, r.final_top1, "done"};
+        oc[i] = (struct outcome){r.best_top1, r.final_top1, ST_DONE};
+    }
+    int code = failed || g_stop || open_failed ? 1 : 0;
+
+#ifdef AKT_WITH_MPI
+    if (mpi) {
+        /* every rank has finished its runs: gather the outcomes (a run's
+         * owner has the only non-default entry, so MAX picks it), agree on
+         * the exit status, and let rank 0 merge the rank files */
+        MPI_Barrier(MPI_COMM_WORLD);
+        int *st = malloc((size_t)x.n_runs * sizeof *st);
+        double *fig = malloc((size_t)x.n_runs * 2 * sizeof *fig);
+        AKT_ASSERT(st && fig);
+        for (int i = 0; i < x.n_runs; i++) {
+            st[i] = oc[i].status;
+            fig[2 * i] = oc[i].best;
+            fig[2 * i + 1] = oc[i].final;
+        }
+        MPI_Allreduce(MPI_IN_PLACE, st, x.n_runs, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+        MPI_Allreduce(MPI_IN_PLACE, fig, 2 * x.n_runs, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+        MPI_Allreduce(MPI_IN_PLACE, &code, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+        for (int i = 0; i < x.n_runs; i++)
+            oc[i] = (struct outcome){fig[2 * i], fig[2 * i + 1], st[i]};
+        free(st);
+        free(fig);
+        if (g_rank == 0) {
+            /* the rank files that exist (a rank whose file could not be
+             * opened has none) */
+            const char **in = calloc((size_t)g_size, sizeof *in);
+            char(*names)[1100] = calloc((size_t)g_size, sizeof *names);
+            AKT_ASSERT(in && names);
+            int n_in = 0;
+            for (int r = 0; r < g_size; r++) {
+                char tag[32];
+                snprintf(tag, sizeof tag, "rank%d", r);
+                tagged_path(names[r], sizeof names[r], final_out, tag);
+                if (access(names[r], F_OK) == 0)
+                    in[n_in++] = names[r];
+            }
+            struct akt_error me = {0};
+            if (n_in > 0 && akt_results_merge(final_out, in, n_in, &me)) {
+                akt_cli_fail(&me);
+                code = 1;
+            } else if (!quiet) {
+                fprintf(stderr, "merged %d rank files into %s\n", n_in, final_out);
+            }
+            free(in);
+            free(names);
+        }
+        out = final_out;
+    }
+#endif
+
+    if (g_rank != 0) { /* under MPI, rank 0 prints the table */
+        free(oc);
+        akt_experiment_free(&x);
+        akt_registry_free(&reg);
+        return code;
     }
 
     int w = 2;
     for (int i = 0; i < x.n_runs; i++) {
         int l = (int)strlen(x.runs[i].config.id);
-        w = l > w ? l : w;
+        w = l > w && (mpi || MINE(i)) ? l : w;
     }
     printf("%-*s  %9s  %10s  %s\n", w, "id", "best_top1", "final_top1", "status");
     for (int i = 0; i < x.n_runs; i++) {
         const struct outcome *o = &oc[i];
+        if (!mpi && !MINE(i)) /* a shard's table lists its own runs */
+            continue;
         if (o->best >= 0)
             printf("%-*s  %9.2f  %10.2f  %s\n", w, x.runs[i].config.id, o->best, o->final,
-                   o->status);
+                   STATUS[o->status]);
         else
-            printf("%-*s  %9s  %10s  %s\n", w, x.runs[i].config.id, "-", "-", o->status);
+            printf("%-*s  %9s  %10s  %s\n", w, x.runs[i].config.id, "-", "-", STATUS[o->status]);
     }
     if (!quiet)
         fprintf(stderr, "results: %s\n", out);
     free(oc);
     akt_experiment_free(&x);
     akt_registry_free(&reg);
-    return failed || g_stop ? 1 : 0;
+    return code;
+#undef MINE
 }

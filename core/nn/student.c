@@ -54,7 +54,7 @@ static void minmax(const float *x, int64_t n, float *mn_out, float *mx_out)
  * all 19 activation quantizers keep abits (SPEC 1 names "first/last layer",
  * and the layers' inputs there are the float image and the float pooled
  * features, which are never quantized). */
-static int weight_bits(const struct akt_student *s, int param)
+int akt_student_weight_bits(const struct akt_student *s, int param)
 {
     if (s->first_last_8bit) {
         const char *name = s->net.params[param].name;
@@ -68,7 +68,7 @@ static struct akt_tensor *weight_hook(void *ctx, struct akt_tape *t, int param, 
 {
     struct akt_student *s = ctx;
     AKT_ASSERT(param >= 0 && param < s->net.n_params);
-    return akt_fake_quant_channel(t, w, weight_bits(s, param));
+    return akt_fake_quant_channel(t, w, akt_student_weight_bits(s, param));
 }
 
 /* The tracker updates before quantizing, so this forward already uses the

@@ -143,7 +143,14 @@ static void unary_backward(float *dx, const float *dout, const float *x, const f
     switch (op) {
     case UN_SCALE: EW_LOOP(n, dx[i] += dout[i] * s); break;
     case UN_SQUARE: EW_LOOP(n, dx[i] += dout[i] * (2 * x[i])); break;
-    case UN_RELU: EW_LOOP(n, dx[i] += x[i] > 0 ? dout[i] : 0.0f); break;
+    /* a select of two loaded values vectorises; dout * (x > 0) becomes a
+     * conditional multiply that -ftrapping-math keeps scalar and branchy.
+     * As PyTorch's threshold_backward, a NaN gradient where x <= 0 is not
+     * propagated. */
+    case UN_RELU: EW_LOOP(n, {
+        float g = dout[i];
+        dx[i] += x[i] > 0 ? g : 0.0f;
+    }); break;
     case UN_LEAKY: EW_LOOP(n, dx[i] += dout[i] * (x[i] > 0 ? 1.0f : s)); break;
     case UN_TANH: EW_LOOP(n, dx[i] += dout[i] * (1 - y[i] * y[i])); break;
     default: EW_LOOP(n, dx[i] += dout[i] * (s * x[i] + c > 0 ? s : 0.0f)); break;

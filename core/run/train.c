@@ -386,6 +386,127 @@ static int prepare_results(struct akt_results *out, struct run *r, struct akt_ru
     return rc;
 }
 
+/* ------------------------------------------------------ final tensors ---
+ * What a researcher inspects after a run (results/README.md): the integer
+ * weights with their per-channel scale and zero point (SPEC 2: w = (q + zp) /
+ * scale), the activation ranges, a batch of generated images with labels, and
+ * the teacher's and student's attention maps (AKT's spatial and channel maps)
+ * on that batch. */
+#define FINAL_IMAGES 16
+
+static int write_quantized_weights(struct akt_results *out, const char *id, struct run *r,
+                                   struct akt_error *e)
+{
+    const struct akt_resnet *n = &r->student.net;
+    int rc = 0;
+    for (int i = 0; i < n->n_params && !rc; i++) {
+        const struct akt_param *p = &n->params[i];
+        int is_weight = p->kind == AKT_PARAM_WEIGHT && (p->ndim == 4 || p->ndim == 2);
+        if (!is_weight)
+            continue;
+        int bits = akt_student_weight_bits(&r->student, i), rows = p->shape[0];
+        int64_t cols = p->n / rows;
+        int *q = malloc(p->n * sizeof *q);
+        float *scale = malloc(rows * sizeof *scale), *zp = malloc(rows * sizeof *zp);
+        AKT_ASSERT(q && scale && zp);
+        const float *w = n->values + p->offset;
+        float qlo = -(float)(1 << (bits - 1)), qhi = (float)((1 << (bits - 1)) - 1);
+        for (int c = 0; c < rows; c++) {
+            const float *row = w + c * cols;
+            float lo = row[0], hi = row[0];
+            for (int64_t k = 1; k < cols; k++) {
+                lo = row[k] < lo ? row[k] : lo;
+                hi = row[k] > hi ? row[k] : hi;
+            }
+            float range = hi - lo > 1e-8f ? hi - lo : 1e-8f;
+            float s = (float)((1 << bits) - 1) / range;
+            float z = rintf(s * lo) + (float)(1 << (bits - 1));
+            scale[c] = s;
+            zp[c] = z;
+            for (int64_t k = 0; k < cols; k++) {
+                float v = rintf(s * row[k] - z);
+                q[c * cols + k] = (int)(v < qlo ? qlo : v > qhi ? qhi : v);
+            }
+        }
+        char grp[96];
+        snprintf(grp, sizeof grp, "tensors/quant/%s", p->name);
+        rc = akt_results_write_ints(out, id, grp, "q", q, (int)p->n, e);
+        if (!rc)
+            rc = akt_results_write_tensor(out, id, grp, "scale", scale, 1, &rows, e);
+        if (!rc)
+            rc = akt_results_write_tensor(out, id, grp, "zero_point", zp, 1, &rows, e);
+        if (!rc)
+            rc = akt_results_write_ints(out, id, grp, "shape", p->shape, p->ndim, e);
+        if (!rc)
+            rc = akt_results_write_ints(out, id, grp, "bits", &bits, 1, e);
+        free(q);
+        free(scale);
+        free(zp);
+    }
+    return rc;
+}
+
+/* Spatial map (mean_c F^2, L2-normalised) and channel map (mean_p F^2,
+ * softmax) of one body output, as the AKT loss refines them. */
+static void attention_maps(struct akt_tape *t, struct akt_tensor *f, struct akt_tensor **sp,
+                           struct akt_tensor **ch)
+{
+    int B = f->shape[0], C = f->shape[1], HW = f->shape[2] * f->shape[3];
+    struct akt_tensor *sq = akt_square(t, akt_view(t, f, 3, (int[]){B, C, HW}));
+    *sp = akt_l2_normalize(t, akt_mean(t, sq, 1, 2), 1, 2, 1e-12f);
+    *ch = akt_softmax(t, akt_mean(t, sq, 2, 3), 1, 2, 1.0f);
+}
+
+static int write_final_tensors(struct akt_results *out, const char *id, struct run *r,
+                               struct akt_error *e)
+{
+    int rc = write_quantized_weights(out, id, r, e);
+    if (rc)
+        return rc;
+    float ranges[AKT_RESNET_ACTS * 2];
+    for (int i = 0; i < AKT_RESNET_ACTS; i++) {
+        ranges[2 * i] = r->student.act[i].lo;
+        ranges[2 * i + 1] = r->student.act[i].hi;
+    }
+    if ((rc = akt_results_write_tensor(out, id, "tensors", "act_range", ranges, 2,
+                                       (int[]){AKT_RESNET_ACTS, 2}, e)))
+        return rc;
+    struct akt_tape *t = &r->tape;
+    akt_tape_reset(t);
+    int rec = t->recording;
+    t->recording = 0;
+    struct akt_gen_batch gb = {0};
+    if ((rc = r->gen->ops.gen.sample(r->gen_self, &r->host, t, FINAL_IMAGES, &gb, e)))
+        goto out;
+    if ((rc = akt_results_write_tensor(out, id, "tensors", "images", gb.x->data, 4,
+                                       gb.x->shape, e)) ||
+        (rc = akt_results_write_ints(out, id, "tensors", "labels", gb.labels, FINAL_IMAGES, e)))
+        goto out;
+    int tracking = r->student.tracking;
+    r->student.tracking = 0;
+    struct akt_resnet_out to, so;
+    host_teacher_forward(&r->host, t, gb.x, &to);
+    host_student_forward(&r->host, t, gb.x, &so);
+    r->student.tracking = tracking;
+    for (int i = 0; i < AKT_RESNET_BLOCKS && !rc; i++) {
+        struct akt_tensor *tsp, *tch, *ssp, *sch;
+        attention_maps(t, to.features[i], &tsp, &tch);
+        attention_maps(t, so.features[i], &ssp, &sch);
+        char name[32];
+        struct { const char *who; struct akt_tensor *m; } maps[4] = {
+            {"teacher_spatial", tsp}, {"teacher_channel", tch},
+            {"student_spatial", ssp}, {"student_channel", sch}};
+        for (int k = 0; k < 4 && !rc; k++) {
+            snprintf(name, sizeof name, "%s_F%d", maps[k].who, i + 1);
+            rc = akt_results_write_tensor(out, id, "tensors/attention", name, maps[k].m->data,
+                                          maps[k].m->ndim, maps[k].m->shape, e);
+        }
+    }
+out:
+    t->recording = rec;
+    return rc;
+}
+
 int akt_run_train(const struct akt_run_config *c, const struct akt_registry *reg,
                   const struct akt_run_callbacks *cb, struct akt_run_result *res,
                   struct akt_error *e)
@@ -521,6 +642,8 @@ int akt_run_train(const struct akt_run_config *c, const struct akt_registry *reg
         if (cb && cb->epoch)
             cb->epoch(&rep, cb->user);
     }
+    if (out && (rc = write_final_tensors(out, c->id, r, e)))
+        goto done;
 
 done:
     if (out) {

@@ -69,6 +69,17 @@ int akt_results_set_attr(struct akt_results *r, const char *id, const char *name
                          struct akt_error *e);
 int akt_results_get_attr(struct akt_results *r, const char *id, const char *name, double *v);
 
+/* Merges results files (e.g. the shards of `akt run --shard`) into out
+ * (core/io/merge.c; results/README.md, "Merging shards"). Each /runs/<id> is
+ * deep-copied (H5Ocopy), so out stands alone. out is created as
+ * akt_results_open creates it, or appended to when it exists. The same id
+ * with different configs in two files, or a file that is not an akt results
+ * file, is an error naming the files, and nothing is written. The same id
+ * with the same config: a "done" copy wins, else the later checkpoint, else
+ * the first (out's own, then the inputs in order). The root attribute
+ * merged_from lists the inputs (appended to by each merge). */
+int akt_results_merge(const char *out, const char **in, int n, struct akt_error *e);
+
 #ifdef __cplusplus
 }
 #endif

@@ -47,6 +47,9 @@ struct akt_student {
 /* A student from a teacher (copies the weights). bits in 2..8. */
 void akt_student_init(struct akt_student *s, const struct akt_resnet *teacher, int wbits, int abits);
 void akt_student_free(struct akt_student *s);
+/* Bits of the weight quantizer of parameter param (wbits, or 8 for the stem
+ * conv and FC with first_last_8bit). */
+int akt_student_weight_bits(const struct akt_student *s, int param);
 
 #ifdef __cplusplus
 }

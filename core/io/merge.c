@@ -1,0 +1,448 @@
+/* akt merge: per-shard results files into one (schema: results/README.md,
+ * section "Merging shards").
+ *
+ * Every /runs/<id> group of every input is copied with H5Ocopy (a deep copy:
+ * attributes, metric series, tensors and checkpoint), so the merged file
+ * stands alone and the shard files can be deleted. Nothing is written until
+ * every input has been read and checked: a file that is not an akt results
+ * file, or a run id that appears twice with different configurations, stops
+ * the merge before OUT is created or touched.
+ *
+ * When the same id appears more than once with the same configuration, one
+ * copy is kept: a run whose status is "done" wins over one that is not;
+ * between two unfinished runs the one with the later checkpoint wins; on a
+ * tie the first one wins, OUT's own run (when OUT already exists) counting as
+ * first, then the inputs in argument order. */
+#include "akt/results.h"
+
+#include <errno.h>
+#include <hdf5.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* One run found somewhere: which file (-1 = OUT itself) and how good it is. */
+struct entry {
+    char *id;
+    char *config;
+    char status[32];
+    double ckpt;  /* checkpoint_epoch, 0 if absent */
+    int src;      /* index into the inputs, -1 for OUT's own copy */
+};
+
+struct table {
+    struct entry *v;
+    int n, cap;
+};
+
+static void table_free(struct table *t)
+{
+    for (int i = 0; i < t->n; i++) {
+        free(t->v[i].id);
+        free(t->v[i].config);
+    }
+    free(t->v);
+    memset(t, 0, sizeof *t);
+}
+
+static struct entry *table_find(struct table *t, const char *id)
+{
+    for (int i = 0; i < t->n; i++)
+        if (!strcmp(t->v[i].id, id))
+            return &t->v[i];
+    return NULL;
+}
+
+static hid_t vlen_utf8(void)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    if (t < 0)
+        return -1;
+    if (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0) {
+        H5Tclose(t);
+        return -1;
+    }
+    return t;
+}
+
+/* A scalar string attribute, malloc'd; NULL when absent or not a string. */
+static char *read_str_attr(hid_t obj, const char *name)
+{
+    if (H5Aexists(obj, name) <= 0)
+        return NULL;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    if (a < 0)
+        return NULL;
+    hid_t ft = H5Aget_type(a), sp = H5Aget_space(a);
+    char *out = NULL;
+    if (ft >= 0 && sp >= 0 && H5Tget_class(ft) == H5T_STRING &&
+        H5Sget_simple_extent_npoints(sp) == 1) {
+        if (H5Tis_variable_str(ft) > 0) {
+            hid_t mt = vlen_utf8();
+            char *s = NULL;
+            if (mt >= 0 && H5Aread(a, mt, &s) >= 0 && s)
+                out = strdup(s);
+            if (s)
+                H5free_memory(s);
+            if (mt >= 0)
+                H5Tclose(mt);
+        } else {
+            size_t len = H5Tget_size(ft);
+            char *s = calloc(1, len + 1);
+            hid_t mt = s ? H5Tcopy(H5T_C_S1) : -1;
+            if (mt >= 0 && H5Tset_size(mt, len + 1) >= 0 && H5Aread(a, mt, s) >= 0)
+                out = s;
+            else
+                free(s);
+            if (mt >= 0)
+                H5Tclose(mt);
+        }
+    }
+    if (ft >= 0)
+        H5Tclose(ft);
+    if (sp >= 0)
+        H5Sclose(sp);
+    H5Aclose(a);
+    return out;
+}
+
+static double read_num_attr(hid_t obj, const char *name, double dflt)
+{
+    double v = dflt;
+    if (H5Aexists(obj, name) <= 0)
+        return dflt;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    if (a < 0)
+        return dflt;
+    hid_t ft = H5Aget_type(a), sp = H5Aget_space(a);
+    H5T_class_t c = ft >= 0 ? H5Tget_class(ft) : H5T_NO_CLASS;
+    if (sp >= 0 && H5Sget_simple_extent_npoints(sp) == 1 && (c == H5T_FLOAT || c == H5T_INTEGER) &&
+        H5Aread(a, H5T_NATIVE_DOUBLE, &v) < 0)
+        v = dflt;
+    if (ft >= 0)
+        H5Tclose(ft);
+    if (sp >= 0)
+        H5Sclose(sp);
+    H5Aclose(a);
+    return v;
+}
+
+/* Opens path read-only and checks it is an akt results file this akt can
+ * read (root akt_schema_version 1..AKT_RESULTS_SCHEMA, a group /runs). */
+static hid_t open_results_ro(const char *path, struct akt_error *e, int *rc)
+{
+    struct stat st;
+    *rc = 0;
+    if (stat(path, &st) != 0) {
+        *rc = akt_error_set(e, AKT_EIO, path, "cannot open: %s", strerror(errno));
+        return -1;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        *rc = akt_error_set(e, AKT_EIO, path, "is a directory, expected a results file");
+        return -1;
+    }
+    if (H5Fis_hdf5(path) <= 0) {
+        *rc = akt_error_set(e, AKT_EFORMAT, path,
+                            "not an akt results file (not HDF5, %lld bytes)",
+                            (long long)st.st_size);
+        return -1;
+    }
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) {
+        *rc = akt_error_set(e, AKT_EFORMAT, path,
+                            "HDF5 file cannot be opened (corrupt, truncated, or being written?)");
+        return -1;
+    }
+    char w[1100];
+    snprintf(w, sizeof w, "%s:/", path);
+    double v = read_num_attr(f, "akt_schema_version", -1);
+    if (H5Aexists(f, "akt_schema_version") <= 0)
+        *rc = akt_error_set(e, AKT_EFORMAT, w,
+                            "an HDF5 file, but not an akt results file (no root attribute "
+                            "'akt_schema_version')");
+    else if (v < 1 || v > AKT_RESULTS_SCHEMA)
+        *rc = akt_error_set(e, AKT_EFORMAT, w,
+                            "akt_schema_version is %g; this akt reads 1..%d", v,
+                            AKT_RESULTS_SCHEMA);
+    else {
+        H5O_info_t info;
+        if (H5Lexists(f, "runs", H5P_DEFAULT) <= 0 ||
+            H5Oget_info_by_name(f, "runs", &info, H5P_DEFAULT) < 0 ||
+            info.type != H5O_TYPE_GROUP) {
+            snprintf(w, sizeof w, "%s:/runs", path);
+            *rc = akt_error_set(e, AKT_EFORMAT, w,
+                                "missing or not a group (not an akt results file)");
+        }
+    }
+    if (*rc) {
+        H5Fclose(f);
+        return -1;
+    }
+    return f;
+}
+
+struct scan_ctx {
+    struct table *t;
+    const char *path;      /* the file being scanned */
+    const char *out;       /* OUT, and the inputs, to name the other file */
+    const char **in;
+    int src;
+    struct akt_error *e;
+    int rc;
+};
+
+/* A run is better than another when it is done and the other is not, or,
+ * both unfinished, when its checkpoint is later. */
+static int better(const struct entry *a, const struct entry *b)
+{
+    int ad = !strcmp(a->status, "done"), bd = !strcmp(b->status, "done");
+    if (ad != bd)
+        return ad;
+    return !ad && a->ckpt > b->ckpt;
+}
+
+static herr_t scan_one(hid_t runs, const char *name, const H5L_info_t *info, void *data)
+{
+    (void)info;
+    struct scan_ctx *c = data;
+    char w[1400];
+    snprintf(w, sizeof w, "%s:/runs/%s", c->path, name);
+    H5O_info_t oi;
+    if (H5Oget_info_by_name(runs, name, &oi, H5P_DEFAULT) < 0 || oi.type != H5O_TYPE_GROUP) {
+        c->rc = akt_error_set(c->e, AKT_EFORMAT, w, "not a group (malformed results file)");
+        return 1;
+    }
+    hid_t g = H5Gopen2(runs, name, H5P_DEFAULT);
+    if (g < 0) {
+        c->rc = akt_error_set(c->e, AKT_EFORMAT, w, "cannot be opened (corrupt file?)");
+        return 1;
+    }
+    struct entry n = {.src = c->src};
+    n.config = read_str_attr(g, "config");
+    char *st = read_str_attr(g, "status");
+    snprintf(n.status, sizeof n.status, "%s", st ? st : "");
+    free(st);
+    n.ckpt = read_num_attr(g, "checkpoint_epoch", 0);
+    H5Gclose(g);
+    if (!n.config) {
+        c->rc = akt_error_set(c->e, AKT_EFORMAT, w, "no 'config' attribute (malformed run)");
+        return 1;
+    }
+    struct entry *old = table_find(c->t, name);
+    if (old) {
+        if (strcmp(old->config, n.config)) {
+            c->rc = akt_error_set(c->e, AKT_EINVAL, w,
+                                  "run '%s' is also in %s with a different configuration; "
+                                  "refusing to merge (nothing written)",
+                                  name, old->src < 0 ? c->out : c->in[old->src]);
+            free(n.config);
+            return 1;
+        }
+        if (better(&n, old)) {
+            snprintf(old->status, sizeof old->status, "%s", n.status);
+            old->ckpt = n.ckpt;
+            old->src = n.src;
+        }
+        free(n.config);
+        return 0;
+    }
+    if (c->t->n == c->t->cap) {
+        int cap = c->t->cap ? 2 * c->t->cap : 16;
+        struct entry *v = realloc(c->t->v, (size_t)cap * sizeof *v);
+        if (!v) {
+            free(n.config);
+            c->rc = akt_error_set(c->e, AKT_ENOMEM, w, "out of memory");
+            return 1;
+        }
+        c->t->v = v;
+        c->t->cap = cap;
+    }
+    n.id = strdup(name);
+    if (!n.id) {
+        free(n.config);
+        c->rc = akt_error_set(c->e, AKT_ENOMEM, w, "out of memory");
+        return 1;
+    }
+    c->t->v[c->t->n++] = n;
+    return 0;
+}
+
+/* Adds every run of file f (at path) to t; src -1 is OUT itself. */
+static int scan_file(struct table *t, hid_t f, const char *path, int src, const char *out,
+                     const char **in, struct akt_error *e)
+{
+    char w[1100];
+    snprintf(w, sizeof w, "%s:/runs", path);
+    hid_t runs = H5Gopen2(f, "runs", H5P_DEFAULT);
+    if (runs < 0)
+        return akt_error_set(e, AKT_EFORMAT, w, "cannot be opened");
+    struct scan_ctx c = {.t = t, .path = path, .out = out, .in = in, .src = src, .e = e};
+    hsize_t idx = 0;
+    herr_t it = H5Literate(runs, H5_INDEX_NAME, H5_ITER_INC, &idx, scan_one, &c);
+    H5Gclose(runs);
+    if (c.rc)
+        return c.rc;
+    if (it < 0)
+        return akt_error_set(e, AKT_EFORMAT, w, "cannot list the runs (corrupt file?)");
+    return 0;
+}
+
+/* Appends sources to the root attribute merged_from (1-D vlen UTF-8 strings). */
+static int add_merged_from(hid_t f, const char **in, int n)
+{
+    char **old = NULL;
+    hssize_t n_old = 0;
+    hid_t st = vlen_utf8();
+    if (st < 0)
+        return -1;
+    int rc = 0;
+    if (H5Aexists(f, "merged_from") > 0) {
+        hid_t a = H5Aopen(f, "merged_from", H5P_DEFAULT);
+        hid_t sp = a >= 0 ? H5Aget_space(a) : -1;
+        hid_t ft = a >= 0 ? H5Aget_type(a) : -1;
+        n_old = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+        if (ft >= 0 && H5Tget_class(ft) == H5T_STRING && H5Tis_variable_str(ft) > 0 && n_old > 0) {
+            old = calloc((size_t)n_old, sizeof *old);
+            if (!old || H5Aread(a, st, old) < 0)
+                rc = -1;
+        } else {
+            n_old = 0;
+        }
+        if (ft >= 0)
+            H5Tclose(ft);
+        if (sp >= 0)
+            H5Sclose(sp);
+        if (a >= 0)
+            H5Aclose(a);
+        if (!rc && H5Adelete(f, "merged_from") < 0)
+            rc = -1;
+    }
+    hsize_t total = (hsize_t)n_old + (hsize_t)n;
+    const char **all = rc ? NULL : calloc(total ? total : 1, sizeof *all);
+    if (!rc && all) {
+        for (hssize_t i = 0; i < n_old; i++)
+            all[i] = old[i] ? old[i] : "";
+        for (int i = 0; i < n; i++)
+            all[n_old + i] = in[i];
+        hid_t sp = H5Screate_simple(1, &total, NULL);
+        hid_t a = sp >= 0 ? H5Acreate2(f, "merged_from", st, sp, H5P_DEFAULT, H5P_DEFAULT) : -1;
+        if (a < 0 || H5Awrite(a, st, all) < 0)
+            rc = -1;
+        if (a >= 0 && H5Aclose(a) < 0)
+            rc = -1;
+        if (sp >= 0)
+            H5Sclose(sp);
+    } else {
+        rc = -1;
+    }
+    free(all);
+    if (old) {
+        for (hssize_t i = 0; i < n_old; i++)
+            if (old[i])
+                H5free_memory(old[i]);
+        free(old);
+    }
+    H5Tclose(st);
+    return rc;
+}
+
+static int same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
+
+int akt_results_merge(const char *out, const char **in, int n, struct akt_error *e)
+{
+    if (!out || !*out)
+        return akt_error_set(e, AKT_EINVAL, "merge", "empty output path");
+    if (n < 1 || !in)
+        return akt_error_set(e, AKT_EINVAL, out, "nothing to merge: no input files");
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    for (int i = 0; i < n; i++) {
+        if (!in[i] || !*in[i])
+            return akt_error_set(e, AKT_EINVAL, out, "input %d: empty path", i + 1);
+        if (same_file(in[i], out))
+            return akt_error_set(e, AKT_EINVAL, in[i],
+                                 "is also the output file %s; merge into a new file", out);
+        for (int j = 0; j < i; j++)
+            if (same_file(in[i], in[j]))
+                return akt_error_set(e, AKT_EINVAL, in[i], "given twice (also as %s)", in[j]);
+    }
+    struct table t = {0};
+    hid_t *f = calloc((size_t)n, sizeof *f);
+    if (!f)
+        return akt_error_set(e, AKT_ENOMEM, out, "out of memory");
+    for (int i = 0; i < n; i++)
+        f[i] = -1;
+    int rc = 0;
+    hid_t fo = -1;
+
+    /* 1. read and check everything: OUT's own runs (if it exists), then the
+     * inputs in order */
+    struct stat st;
+    int out_exists = stat(out, &st) == 0;
+    if (out_exists) {
+        fo = open_results_ro(out, e, &rc);
+        if (!rc)
+            rc = scan_file(&t, fo, out, -1, out, in, e);
+        if (fo >= 0)
+            H5Fclose(fo);
+        fo = -1;
+    }
+    for (int i = 0; i < n && !rc; i++) {
+        f[i] = open_results_ro(in[i], e, &rc);
+        if (!rc)
+            rc = scan_file(&t, f[i], in[i], i, out, in, e);
+    }
+    if (rc)
+        goto done;
+
+    /* 2. OUT with the root attributes akt_results_open gives a new file */
+    {
+        struct akt_results *r;
+        if ((rc = akt_results_open(&r, out, e)) || (rc = akt_results_close(r, e)))
+            goto done;
+    }
+    fo = H5Fopen(out, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t runs_o = fo >= 0 ? H5Gopen2(fo, "runs", H5P_DEFAULT) : -1;
+    if (runs_o < 0) {
+        rc = akt_error_set(e, AKT_EIO, out, "cannot open for writing");
+        goto done;
+    }
+
+    /* 3. copy the chosen run groups */
+    for (int k = 0; k < t.n && !rc; k++) {
+        const struct entry *x = &t.v[k];
+        if (x->src < 0)
+            continue; /* OUT's own copy is the one kept */
+        char w[1400];
+        snprintf(w, sizeof w, "%s:/runs/%s", out, x->id);
+        if (H5Lexists(runs_o, x->id, H5P_DEFAULT) > 0 && H5Ldelete(runs_o, x->id, H5P_DEFAULT) < 0) {
+            rc = akt_error_set(e, AKT_EIO, w, "cannot replace the unfinished run");
+            break;
+        }
+        char src[1100];
+        snprintf(src, sizeof src, "/runs/%s", x->id);
+        if (H5Ocopy(f[x->src], src, runs_o, x->id, H5P_DEFAULT, H5P_DEFAULT) < 0)
+            rc = akt_error_set(e, AKT_EIO, w, "copying the run from %s failed (disk full?)",
+                               in[x->src]);
+    }
+    if (!rc && add_merged_from(fo, in, n) < 0)
+        rc = akt_error_set(e, AKT_EIO, out, "writing the root attribute 'merged_from' failed");
+    if (H5Gclose(runs_o) < 0 && !rc)
+        rc = akt_error_set(e, AKT_EIO, out, "closing /runs failed");
+    if (H5Fclose(fo) < 0 && !rc)
+        rc = akt_error_set(e, AKT_EIO, out, "closing the merged file failed (disk full?)");
+    fo = -1;
+done:
+    for (int i = 0; i < n; i++)
+        if (f[i] >= 0)
+            H5Fclose(f[i]);
+    free(f);
+    table_free(&t);
+    return rc;
+}
