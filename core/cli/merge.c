@@ -1,5 +1,5 @@
-/* akt merge OUT.h5 IN.h5...: per-shard results files into one
- * (akt_results_merge, core/io/merge.c; results/README.md "Merging shards"). */
+/* akt merge OUT.h5 IN.h5...: per-shard results files into one (akt_results_merge,
+ * core/io/merge.c; results/README.md, "Merging results files"). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>

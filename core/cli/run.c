@@ -224,7 +224,7 @@ static int run_main(int argc, char **argv)
         akt_cli_fail(&e);
         return rc == AKT_EIO ? 1 : 2; /* a bad file is a usage error, as in train */
     }
-    char outbuf[1024], rankbuf[1100];
+    char outbuf[1024], rankbuf[sizeof x.runs[0].config.out_path];
     if (!out && sharded)
         snprintf(outbuf, sizeof outbuf, "%s.shard%dof%d.h5", x.name, shard_i, shard_n);
     else if (!out)

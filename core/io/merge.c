@@ -1,5 +1,5 @@
 /* akt merge: per-shard results files into one (schema: results/README.md,
- * section "Merging shards").
+ * section "Merging results files").
  *
  * Every /runs/<id> group of every input is copied with H5Ocopy (a deep copy:
  * attributes, metric series, tensors and checkpoint), so the merged file

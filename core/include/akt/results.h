@@ -70,8 +70,8 @@ int akt_results_set_attr(struct akt_results *r, const char *id, const char *name
 int akt_results_get_attr(struct akt_results *r, const char *id, const char *name, double *v);
 
 /* Merges results files (e.g. the shards of `akt run --shard`) into out
- * (core/io/merge.c; results/README.md, "Merging shards"). Each /runs/<id> is
- * deep-copied (H5Ocopy), so out stands alone. out is created as
+ * (core/io/merge.c; results/README.md, "Merging results files"). Each
+ * /runs/<id> is deep-copied (H5Ocopy), so out stands alone. out is created as
  * akt_results_open creates it, or appended to when it exists. The same id
  * with different configs in two files, or a file that is not an akt results
  * file, is an error naming the files, and nothing is written. The same id
