@@ -35,7 +35,7 @@ echo "## PyTorch (tools/bench_zsq_torch.py, glibc malloc tuned) -- load:$(uptime
 # Debian's interpreter sees python3-torch; a venv python would not
 /usr/bin/python3 "$here/tools/bench_zsq_torch.py" --threads "$threads" --reps "$reps" \
     --warmup "$warmup" --batches $batches ${PYTORCH_OPTS:-} >"$tmp/torch.txt" 2>"$tmp/torch.err"
-grep -v 'UserWarning\|warnings.warn' "$tmp/torch.err" >&2 || true
+cat "$tmp/torch.err" >&2
 cat "$tmp/torch.txt"
 
 echo "## akt bench-zsq -- load:$(uptime | sed 's/.*load average://')"

@@ -39,6 +39,7 @@ static const char *USAGE =
     "  run     every run of a YAML experiment matrix (experiments/README.md)\n"
     "  merge   merge results files (e.g. the shards of 'akt run --shard') into one\n"
     "  plugins list the generator and loss plugins and their parameters\n"
+    "  hessian Hessian trace of a stored run's student loss (per layer and total)\n"
     "  eval    top-1/top-5 accuracy of a teacher on a CIFAR binary file\n"
     "  bench   speed of ResNet-20 forward and training steps\n"
     "  bench-zsq  time per iteration of the zero-shot training loop\n"
@@ -117,6 +118,8 @@ int main(int argc, char **argv)
         return akt_cmd_merge(argc - 1, argv + 1);
     if (!strcmp(cmd, "plugins"))
         return akt_cmd_plugins(argc - 1, argv + 1);
+    if (!strcmp(cmd, "hessian"))
+        return akt_cmd_hessian(argc - 1, argv + 1);
     fprintf(stderr, "akt: error: unknown command '%s' (see 'akt --help')\n", cmd);
     return 2;
 }

@@ -1161,3 +1161,100 @@ int akt_results_read_ints(struct akt_results *r, const char *id, const char *gro
 {
     return read_array(r, id, group, name, H5T_NATIVE_INT, 1, data, n, e);
 }
+
+/* ---- analysis helpers (float64 arrays, attributes on sub-groups) -------- */
+
+int akt_results_write_doubles(struct akt_results *r, const char *id, const char *group,
+                              const char *name, const double *data, int n, struct akt_error *e)
+{
+    char w[700];
+    if (r && n < 1)
+        return akt_error_set(e, AKT_EINVAL, where_of(w, sizeof w, r, id, group),
+                             "'%s': %d values", name ? name : "(null)", n);
+    hsize_t dims[1] = {(hsize_t)(n > 0 ? n : 0)};
+    return write_array(r, id, group, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, data, 1, dims, e);
+}
+
+int akt_results_read_doubles(struct akt_results *r, const char *id, const char *group,
+                             const char *name, double *data, int64_t n, struct akt_error *e)
+{
+    return read_array(r, id, group, name, H5T_NATIVE_DOUBLE, 0, data, n, e);
+}
+
+/* Opens /runs/<id>/<group> (created when create is set) for its attributes;
+ * run receives the run group (close both). */
+static hid_t open_sub_group(struct akt_results *r, const char *id, const char *group,
+                            const char *name, int create, hid_t *run, char *w, size_t wn,
+                            struct akt_error *e)
+{
+    *run = open_run(r, id, e);
+    if (*run < 0)
+        return -1;
+    where_of(w, wn, r, id, group && group_path_ok(group) ? group : "?");
+    if (!group_path_ok(group) || !name_ok(name, 1)) {
+        akt_error_set(e, AKT_EINVAL, w, "group '%s' / attribute '%s': use [A-Za-z0-9_.-] names",
+                      group ? group : "(null)", name ? name : "(null)");
+        return -1;
+    }
+    hid_t g = -1;
+    if (create) {
+        g = ensure_group_path(*run, group);
+    } else {
+        htri_t ex = H5Lexists(*run, group, H5P_DEFAULT); /* fails on a missing parent */
+        g = ex > 0 ? H5Gopen2(*run, group, H5P_DEFAULT) : -1;
+    }
+    if (g < 0)
+        akt_error_set(e, create ? AKT_EIO : AKT_EFORMAT, w,
+                      create ? "group cannot be opened or created" : "no such group");
+    return g;
+}
+
+int akt_results_set_group_attr(struct akt_results *r, const char *id, const char *group,
+                               const char *name, double v, struct akt_error *e)
+{
+    char w[1400];
+    hid_t run = -1, g = open_sub_group(r, id, group, name, 1, &run, w, sizeof w, e);
+    int rc = g < 0 ? (e ? e->code : AKT_EINVAL) : 0;
+    if (!rc && write_attr_f64(g, name, v) < 0)
+        rc = akt_error_set(e, AKT_EIO, w, "writing attribute '%s' failed", name);
+    if ((h5_close(g) | h5_close(run)) < 0 && !rc)
+        rc = akt_error_set(e, AKT_EIO, w, "closing the group failed");
+    return rc;
+}
+
+int akt_results_set_group_attr_str(struct akt_results *r, const char *id, const char *group,
+                                   const char *name, const char *value, struct akt_error *e)
+{
+    char w[1400];
+    hid_t run = -1, g = open_sub_group(r, id, group, name, 1, &run, w, sizeof w, e);
+    int rc = g < 0 ? (e ? e->code : AKT_EINVAL) : 0;
+    if (!rc && write_attr_str(g, name, value ? value : "") < 0)
+        rc = akt_error_set(e, AKT_EIO, w, "writing attribute '%s' failed", name);
+    if ((h5_close(g) | h5_close(run)) < 0 && !rc)
+        rc = akt_error_set(e, AKT_EIO, w, "closing the group failed");
+    return rc;
+}
+
+int akt_results_get_group_attr(struct akt_results *r, const char *id, const char *group,
+                               const char *name, double *v)
+{
+    char w[1400];
+    hid_t run = -1, g = open_sub_group(r, id, group, name, 0, &run, w, sizeof w, NULL);
+    int rc = g >= 0 && read_attr_f64(g, name, v) == 0 ? 0 : AKT_EFORMAT;
+    if ((h5_close(g) | h5_close(run)) < 0)
+        rc = AKT_EFORMAT;
+    return rc;
+}
+
+int akt_results_get_group_attr_str(struct akt_results *r, const char *id, const char *group,
+                                   const char *name, char *buf, size_t n)
+{
+    char w[1400];
+    if (buf && n)
+        buf[0] = 0;
+    hid_t run = -1, g = open_sub_group(r, id, group, name, 0, &run, w, sizeof w, NULL);
+    int rc = g >= 0 && read_attr_str(g, name, buf, n) == 0 ? 0 : AKT_EFORMAT;
+    if ((h5_close(g) | h5_close(run)) < 0)
+        rc = AKT_EFORMAT;
+    return rc;
+}

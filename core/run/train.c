@@ -11,27 +11,11 @@
 #include "akt/eval.h"
 #include "akt/optim.h"
 #include "akt/results.h"
+#include "internal.h"
 
-/* ------------------------------------------------------ the run's state --- */
-#define MAX_METRICS 32
-
-struct run {
-    const struct akt_run_config *c;
-    struct akt_resnet teacher;
-    struct akt_student student;
-    struct akt_dataset data;
-    struct akt_rng rng;
-    struct akt_host host;
-    const struct akt_plugin *gen, *loss;
-    void *gen_self, *loss_self;
-    struct akt_tape tape;
-    /* plugin metrics, averaged per epoch */
-    int n_metrics;
-    char metric_name[MAX_METRICS][48];
-    double metric_sum[MAX_METRICS];
-    int metric_count[MAX_METRICS];
-};
-
+/* struct run (the run's state) and the helpers analysis.c shares with this
+ * file (akt__open_run, akt__close_run, akt__load_checkpoint,
+ * akt__detach_out) are declared in internal.h. */
 static void host_teacher_forward(const struct akt_host *h, struct akt_tape *t,
                                  struct akt_tensor *x, struct akt_resnet_out *out)
 {
@@ -77,7 +61,7 @@ static void host_log(const struct akt_host *h, const char *fmt, ...)
 }
 
 /* Teacher outputs as constants for the student's loss. */
-static struct akt_resnet_out detach_out(struct akt_tape *t, const struct akt_resnet_out *o)
+struct akt_resnet_out akt__detach_out(struct akt_tape *t, const struct akt_resnet_out *o)
 {
     struct akt_resnet_out d = *o;
     d.logits = akt_detach(t, o->logits);
@@ -139,7 +123,7 @@ static int check_finite(const struct akt_tensor *loss, const char *what, int epo
                          what, isnan(loss->data[0]) ? "NaN" : "infinite");
 }
 
-static int open_run(struct run *r, const struct akt_registry *reg, struct akt_error *e)
+int akt__open_run(struct run *r, const struct akt_registry *reg, struct akt_error *e)
 {
     const struct akt_run_config *c = r->c;
     int rc;
@@ -191,7 +175,7 @@ static int open_run(struct run *r, const struct akt_registry *reg, struct akt_er
     return 0;
 }
 
-static void close_run(struct run *r)
+void akt__close_run(struct run *r)
 {
     if (r->gen_self)
         r->gen->destroy(r->gen_self);
@@ -280,8 +264,8 @@ static int save_checkpoint(struct akt_results *out, const char *id, struct run *
     return akt_results_flush(out, e);
 }
 
-static int load_checkpoint(struct akt_results *out, const char *id, struct run *r, int slot,
-                           struct akt_error *e)
+int akt__load_checkpoint(struct akt_results *out, const char *id, struct run *r, int slot,
+                         struct akt_error *e)
 {
     char grp[32];
     snprintf(grp, sizeof grp, "checkpoint/slot%d", slot);
@@ -349,7 +333,7 @@ static int prepare_results(struct akt_results *out, struct run *r, struct akt_ru
             double ck = 0, slot = 0;
             if (akt_results_get_attr(out, c->id, "checkpoint_epoch", &ck) == 0 &&
                 akt_results_get_attr(out, c->id, "checkpoint_slot", &slot) == 0 && ck > 0)
-                rc = load_checkpoint(out, c->id, r, (int)slot, e);
+                rc = akt__load_checkpoint(out, c->id, r, (int)slot, e);
             else
                 ck = 0;
             if (!rc)
@@ -518,7 +502,7 @@ int akt_run_train(const struct akt_run_config *c, const struct akt_registry *reg
     res->best_epoch = -1;
     struct akt_results *out = NULL;
     akt_threads_set(c->threads);
-    int rc = open_run(r, reg, e);
+    int rc = akt__open_run(r, reg, e);
     if (rc)
         goto done;
     res->best_top1 = -1;
@@ -583,7 +567,7 @@ int akt_run_train(const struct akt_run_config *c, const struct akt_registry *reg
             /* 2. student step on x.detach() against the detached teacher
              *    outputs of the same batch */
             akt_tape_clear_records(t);
-            struct akt_resnet_out tdet = detach_out(t, &tout), sout;
+            struct akt_resnet_out tdet = akt__detach_out(t, &tout), sout;
             struct akt_resnet_opts so = {.param_grads = 1, .quant = &r->student.hooks};
             akt_resnet_forward(&r->student.net, t, akt_detach(t, gb.x), &so, &sout);
             struct akt_loss_input li = {
@@ -662,7 +646,7 @@ done:
         akt_results_set_status(out, c->id, status, msg, &e2);
         akt_results_close(out, &e2);
     }
-    close_run(r);
+    akt__close_run(r);
     free(r);
     return rc;
 }

@@ -69,6 +69,23 @@ int akt_results_set_attr(struct akt_results *r, const char *id, const char *name
                          struct akt_error *e);
 int akt_results_get_attr(struct akt_results *r, const char *id, const char *name, double *v);
 
+/* Analysis output (e.g. `akt hessian`, /runs/<id>/analysis/...): a float64
+ * array [n] at /runs/<id>/<group>/<name> (replaced if present), and scalar
+ * float64 / string attributes on the group /runs/<id>/<group> (created as
+ * needed by the setters; getters return 0, or < 0 when absent). */
+int akt_results_write_doubles(struct akt_results *r, const char *id, const char *group,
+                              const char *name, const double *data, int n, struct akt_error *e);
+int akt_results_read_doubles(struct akt_results *r, const char *id, const char *group,
+                             const char *name, double *data, int64_t n, struct akt_error *e);
+int akt_results_set_group_attr(struct akt_results *r, const char *id, const char *group,
+                               const char *name, double v, struct akt_error *e);
+int akt_results_set_group_attr_str(struct akt_results *r, const char *id, const char *group,
+                                   const char *name, const char *value, struct akt_error *e);
+int akt_results_get_group_attr(struct akt_results *r, const char *id, const char *group,
+                               const char *name, double *v);
+int akt_results_get_group_attr_str(struct akt_results *r, const char *id, const char *group,
+                                   const char *name, char *buf, size_t n);
+
 /* Merges results files (e.g. the shards of `akt run --shard`) into out
  * (core/io/merge.c; results/README.md, "Merging results files"). Each
  * /runs/<id> is deep-copied (H5Ocopy), so out stands alone. out is created as

@@ -85,6 +85,63 @@ int akt_run_train(const struct akt_run_config *c, const struct akt_registry *reg
                   const struct akt_run_callbacks *cb, struct akt_run_result *res,
                   struct akt_error *e);
 
+/* ------------------------------------------------------------ analysis ---
+ * core/run/analysis.c (SPEC 8). */
+
+/* Gradient of a scalar function at the current w (n values) into g[0..n);
+ * returns 0 or an AKT_E* code (with e set). */
+typedef int (*akt_grad_fn)(void *user, float *w, float *g, struct akt_error *e);
+
+/* Hutchinson estimate of the trace of the Hessian H of the function whose
+ * gradient grad computes: Tr H ~ (1/m) sum_j v_j^T H v_j over m = probes
+ * Rademacher vectors v_j (+-1, one bit of akt_rng_u64 each, drawn from rng
+ * block by block, element by element), with H v by central differences of
+ * gradients: H v ~ (g(w + eps v) - g(w - eps v)) / (2 eps), two full gradient
+ * evaluations per probe. w is perturbed in place (in float32) and restored
+ * bit for bit before returning.
+ *
+ * The probes live on the blocks: n_blocks disjoint ranges [offset[b],
+ * offset[b] + len[b]) of w; v is 0 elsewhere (n_blocks == 0: one block, all of
+ * w). trace_block[b] (may be NULL) receives the same estimator restricted to
+ * block b, (1/m) sum_j sum_{i in b} v_ji (g+ - g-)_i / (2 eps), which is an
+ * unbiased estimate of the trace of H's diagonal block b (the cross terms
+ * v_i H_ik v_k, i != k, have mean zero, also across blocks); *trace_total is
+ * their sum over the blocks, computed probe by probe from the same numbers. */
+int akt_hutchinson(akt_grad_fn grad, void *user, float *w, int64_t n, const int64_t *offset,
+                   const int64_t *len, int n_blocks, int probes, double eps, struct akt_rng *rng,
+                   double *trace_block, double *trace_total, struct akt_error *e);
+
+struct akt_hessian_opts {
+    int probes;        /* Rademacher probes, >= 1 (16) */
+    double eps;        /* central-difference step, > 0 (1e-3) */
+    int batch;         /* images in the fixed batch; 0: the run's batch */
+    int64_t seed;      /* RNG seed of the batch and the probes; < 0: the run's seed + 1 */
+    int quiet;         /* 0: progress lines on stderr */
+};
+void akt_hessian_opts_defaults(struct akt_hessian_opts *o);
+
+struct akt_hessian_result {
+    int n_layers;                               /* trainable arrays of the student */
+    char layer[AKT_RESNET_MAX_PARAMS][48];      /* their state_dict names */
+    double trace_layer[AKT_RESNET_MAX_PARAMS];  /* trace of each diagonal block */
+    double trace_total;
+    int probes, batch, checkpoint_epoch;
+    double eps;
+    uint64_t seed;
+};
+
+/* `akt hessian`: rebuilds run id of the results file path from its stored
+ * config, restores the student and the generator from the latest checkpoint,
+ * draws one fixed batch from the generator and estimates (akt_hutchinson) the
+ * Hessian trace of the student's training loss (the loss plugin against the
+ * detached teacher outputs, as the student step of akt_run_train, range
+ * trackers frozen) w.r.t. the student's trainable arrays, per array and in
+ * total. Writes /runs/<id>/analysis/hessian (results/README.md) and fills
+ * res. Deterministic: the same options give bit-identical numbers. */
+int akt_run_hessian(const char *path, const char *id, const struct akt_registry *reg,
+                    const struct akt_hessian_opts *o, struct akt_hessian_result *res,
+                    struct akt_error *e);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,340 @@
+/* Post-hoc analysis of a stored run (SPEC 8): the Hutchinson estimate of the
+ * Hessian trace of the student's training loss, per trainable array and in
+ * total, on one fixed generated batch. */
+#include "akt/run.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "akt/results.h"
+#include "internal.h"
+
+/* ---------------------------------------------------------- estimator --- */
+
+int akt_hutchinson(akt_grad_fn grad, void *user, float *w, int64_t n, const int64_t *offset,
+                   const int64_t *len, int n_blocks, int probes, double eps, struct akt_rng *rng,
+                   double *trace_block, double *trace_total, struct akt_error *e)
+{
+    int64_t whole_off = 0, whole_len = n;
+    if (n_blocks == 0) {
+        offset = &whole_off;
+        len = &whole_len;
+        n_blocks = 1;
+    }
+    if (!grad || !w || n < 1 || probes < 1 || !(eps > 0) || !isfinite(eps) || !rng ||
+        !trace_total || n_blocks < 0 || !offset || !len)
+        return akt_error_set(e, AKT_EINVAL, "hutchinson",
+                             "bad arguments (n %lld, probes %d, eps %g)", (long long)n, probes,
+                             eps);
+    for (int b = 0; b < n_blocks; b++)
+        if (offset[b] < 0 || len[b] < 1 || offset[b] + len[b] > n)
+            return akt_error_set(e, AKT_EINVAL, "hutchinson",
+                                 "block %d [%lld, +%lld) is outside the %lld values", b,
+                                 (long long)offset[b], (long long)len[b], (long long)n);
+    float *w0 = malloc(n * sizeof *w0), *v = calloc(n, sizeof *v);
+    float *gp = malloc(n * sizeof *gp), *gm = malloc(n * sizeof *gm);
+    double *acc = calloc(n_blocks, sizeof *acc);
+    AKT_ASSERT(w0 && v && gp && gm && acc);
+    memcpy(w0, w, n * sizeof *w0);
+    const float step = (float)eps;
+    double total = 0;
+    int rc = 0;
+    for (int j = 0; j < probes && !rc; j++) {
+        /* v: +-1 on the blocks, one bit per element */
+        uint64_t bits = 0;
+        int left = 0;
+        for (int b = 0; b < n_blocks; b++)
+            for (int64_t i = offset[b]; i < offset[b] + len[b]; i++) {
+                if (!left) {
+                    bits = akt_rng_u64(rng);
+                    left = 64;
+                }
+                v[i] = (bits & 1) ? 1.0f : -1.0f;
+                bits >>= 1;
+                left--;
+            }
+        for (int b = 0; b < n_blocks; b++)
+            for (int64_t i = offset[b]; i < offset[b] + len[b]; i++)
+                w[i] = w0[i] + step * v[i];
+        if ((rc = grad(user, w, gp, e)))
+            break;
+        for (int b = 0; b < n_blocks; b++)
+            for (int64_t i = offset[b]; i < offset[b] + len[b]; i++)
+                w[i] = w0[i] - step * v[i];
+        if ((rc = grad(user, w, gm, e)))
+            break;
+        memcpy(w, w0, n * sizeof *w);
+        double probe = 0;
+        for (int b = 0; b < n_blocks; b++) {
+            double s = 0;
+            for (int64_t i = offset[b]; i < offset[b] + len[b]; i++)
+                s += (double)v[i] * ((double)gp[i] - (double)gm[i]);
+            s /= 2 * eps;
+            acc[b] += s;
+            probe += s;
+        }
+        total += probe;
+    }
+    memcpy(w, w0, n * sizeof *w); /* also after a failed gradient */
+    if (!rc) {
+        for (int b = 0; b < n_blocks && trace_block; b++)
+            trace_block[b] = acc[b] / probes;
+        *trace_total = total / probes;
+    }
+    free(w0);
+    free(v);
+    free(gp);
+    free(gm);
+    free(acc);
+    return rc;
+}
+
+/* ------------------------------------------------- the run's loss ---
+ * The fixed batch (images, labels, soft targets, detached teacher outputs)
+ * lives on r->tape, made once with recording off; every gradient runs the
+ * student on its own tape, as the student step of akt_run_train does:
+ * the loss plugin on the student's outputs for x.detach() against the
+ * detached teacher outputs, gradients of the trainable arrays only. */
+struct hess_ctx {
+    struct run *r;
+    struct akt_tape tape;
+    struct akt_gen_batch gb;
+    struct akt_resnet_out tdet;
+    int batch, evals, quiet, total_evals;
+    double t0;
+};
+
+static int student_loss_grad(void *user, float *w, float *g, struct akt_error *e)
+{
+    struct hess_ctx *h = user;
+    struct run *r = h->r;
+    struct akt_resnet *net = &r->student.net;
+    AKT_ASSERT(w == net->values); /* the student reads its own table */
+    struct akt_tape *t = &h->tape;
+    akt_tape_reset(t);
+    struct akt_resnet_out sout;
+    struct akt_resnet_opts so = {.param_grads = 1, .quant = &r->student.hooks};
+    akt_resnet_forward(net, t, akt_detach(t, h->gb.x), &so, &sout);
+    struct akt_loss_input li = {
+        .teacher = &h->tdet,
+        .student = &sout,
+        .labels = h->gb.labels,
+        .target = h->gb.target,
+        .generator_logit_loss = r->gen->ops.gen.logit_loss,
+        .batch = h->batch,
+        .num_classes = r->teacher.num_classes,
+    };
+    struct akt_tensor *lq = r->loss->ops.loss.compute(r->loss_self, &r->host, t, &li, e);
+    if (!lq)
+        return e ? e->code : AKT_EPLUGIN;
+    if (!isfinite(lq->data[0]))
+        return akt_error_set(e, AKT_ENUMERIC, "hessian",
+                             "student loss is %s at a perturbed point (try a smaller --eps)",
+                             isnan(lq->data[0]) ? "NaN" : "infinite");
+    memset(net->grads, 0, (size_t)net->n_values * sizeof(float));
+    akt_backward(t, lq);
+    memcpy(g, net->grads, (size_t)net->n_values * sizeof(float));
+    h->evals++;
+    if (!h->quiet)
+        fprintf(stderr, "akt: hessian: gradient %d/%d (%.1fs)\n", h->evals, h->total_evals,
+                (akt_time_ms() - h->t0) / 1e3);
+    return 0;
+}
+
+void akt_hessian_opts_defaults(struct akt_hessian_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->probes = 16;
+    o->eps = 1e-3;
+    o->batch = 0;
+    o->seed = -1;
+}
+
+/* Replays the stored config (flat "key: value" lines, results/README.md):
+ * the plugin names first (setting one resets its parameters), then every
+ * other line in order; double quotes around a value are dropped. */
+static int config_from_text(struct akt_run_config *c, const struct akt_registry *reg,
+                            const char *text, const char *where, struct akt_error *e)
+{
+    akt_run_config_defaults(c);
+    for (int pass = 0; pass < 2; pass++) {
+        const char *p = text;
+        int line = 0;
+        while (*p) {
+            const char *nl = strchr(p, '\n');
+            size_t n = nl ? (size_t)(nl - p) : strlen(p);
+            line++;
+            char buf[2200];
+            if (n >= sizeof buf)
+                return akt_error_set(e, AKT_EFORMAT, where, "config line %d is too long", line);
+            memcpy(buf, p, n);
+            buf[n] = 0;
+            p += n + (nl ? 1 : 0);
+            char *colon = strchr(buf, ':');
+            if (!buf[0] || buf[0] == '#')
+                continue;
+            if (!colon)
+                return akt_error_set(e, AKT_EFORMAT, where, "config line %d has no 'key: value'",
+                                     line);
+            *colon = 0;
+            char *key = buf, *val = colon + 1;
+            while (*val == ' ')
+                val++;
+            size_t vl = strlen(val);
+            while (vl && (val[vl - 1] == ' ' || val[vl - 1] == '\r'))
+                val[--vl] = 0;
+            if (vl >= 2 && val[0] == '"' && val[vl - 1] == '"') {
+                val[vl - 1] = 0;
+                val++;
+            }
+            int is_name = !strcmp(key, "generator") || !strcmp(key, "loss");
+            if (is_name != (pass == 0))
+                continue;
+            char w[1240];
+            snprintf(w, sizeof w, "%s config line %d", where, line);
+            int rc = akt_run_config_set(c, reg, key, val, w, e);
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+#define HESS_GROUP "analysis/hessian"
+
+static int write_hessian(struct akt_results *out, const char *id,
+                         const struct akt_hessian_result *res, struct akt_error *e)
+{
+    size_t cap = (size_t)res->n_layers * 49 + 1, len = 0;
+    char *names = malloc(cap);
+    AKT_ASSERT(names);
+    names[0] = 0;
+    for (int i = 0; i < res->n_layers; i++)
+        len += snprintf(names + len, cap - len, "%s%s", i ? "\n" : "", res->layer[i]);
+    int rc = akt_results_write_doubles(out, id, HESS_GROUP, "trace_total", &res->trace_total, 1,
+                                       e);
+    if (!rc)
+        rc = akt_results_write_doubles(out, id, HESS_GROUP, "trace_layer", res->trace_layer,
+                                       res->n_layers, e);
+    if (!rc)
+        rc = akt_results_set_group_attr_str(out, id, HESS_GROUP, "layers", names, e);
+    struct { const char *name; double v; } a[] = {
+        {"probes", res->probes}, {"eps", res->eps}, {"batch", res->batch},
+        {"seed", (double)res->seed}, {"checkpoint_epoch", res->checkpoint_epoch}};
+    for (size_t i = 0; i < sizeof a / sizeof a[0] && !rc; i++)
+        rc = akt_results_set_group_attr(out, id, HESS_GROUP, a[i].name, a[i].v, e);
+    if (!rc)
+        rc = akt_results_flush(out, e);
+    free(names);
+    return rc;
+}
+
+int akt_run_hessian(const char *path, const char *id, const struct akt_registry *reg,
+                    const struct akt_hessian_opts *o, struct akt_hessian_result *res,
+                    struct akt_error *e)
+{
+    memset(res, 0, sizeof *res);
+    if (o->probes < 1 || !(o->eps > 0) || !isfinite(o->eps) || o->batch < 0)
+        return akt_error_set(e, AKT_EINVAL, "hessian",
+                             "probes must be >= 1, eps > 0 and batch >= 0 (got %d, %g, %d)",
+                             o->probes, o->eps, o->batch);
+    struct akt_results *out = NULL;
+    struct run *r = NULL;
+    struct hess_ctx h = {0};
+    char where[1200];
+    snprintf(where, sizeof where, "%s:/runs/%s", path, id);
+    size_t cap = 1 << 16;
+    char *text = malloc(cap);
+    AKT_ASSERT(text);
+    struct akt_run_config c;
+    int rc = akt_results_open(&out, path, e);
+    if (rc)
+        goto done;
+    if (!akt_results_has_run(out, id)) {
+        rc = akt_error_set(e, AKT_EINVAL, where, "no such run in the results file");
+        goto done;
+    }
+    if (akt_results_get_config(out, id, text, cap) || strlen(text) + 1 >= cap) {
+        rc = akt_error_set(e, AKT_EFORMAT, where, "the stored config cannot be read");
+        goto done;
+    }
+    if ((rc = config_from_text(&c, reg, text, where, e)))
+        goto done;
+    double ck = 0, slot = 0;
+    if (akt_results_get_attr(out, id, "checkpoint_epoch", &ck) ||
+        akt_results_get_attr(out, id, "checkpoint_slot", &slot) || ck < 1) {
+        rc = akt_error_set(e, AKT_EINVAL, where,
+                           "the run has no checkpoint (no completed epoch) to analyse");
+        goto done;
+    }
+    c.out_path[0] = 0;
+    akt_threads_set(c.threads);
+    r = calloc(1, sizeof *r);
+    AKT_ASSERT(r);
+    r->c = &c;
+    if ((rc = akt__open_run(r, reg, e)) ||
+        (rc = akt__load_checkpoint(out, id, r, (int)slot, e)))
+        goto done;
+
+    res->probes = o->probes;
+    res->eps = o->eps;
+    res->batch = o->batch > 0 ? o->batch : c.batch;
+    res->seed = o->seed >= 0 ? (uint64_t)o->seed : c.seed + 1;
+    res->checkpoint_epoch = (int)ck;
+
+    /* the fixed batch, from the restored generator; the RNG stream restarts
+     * from the seed and then gives the probes */
+    akt_rng_seed(&r->rng, res->seed);
+    r->host.batch = res->batch;
+    r->host.epoch = (int)ck - 1; /* the last epoch trained */
+    r->host.iter = 0;
+    r->student.tracking = 0;
+    struct akt_tape *t = &r->tape;
+    akt_tape_reset(t);
+    t->recording = 0;
+    if ((rc = r->gen->ops.gen.sample(r->gen_self, &r->host, t, res->batch, &h.gb, e)))
+        goto done;
+    struct akt_resnet_out tout;
+    r->host.teacher_forward(&r->host, t, h.gb.x, &tout);
+    h.tdet = akt__detach_out(t, &tout);
+
+    const struct akt_resnet *net = &r->student.net;
+    int64_t off[AKT_RESNET_MAX_PARAMS], len[AKT_RESNET_MAX_PARAMS];
+    for (int i = 0; i < net->n_params; i++) {
+        const struct akt_param *p = &net->params[i];
+        if (p->kind != AKT_PARAM_WEIGHT)
+            continue;
+        off[res->n_layers] = p->offset;
+        len[res->n_layers] = p->n;
+        snprintf(res->layer[res->n_layers], sizeof res->layer[0], "%s", p->name);
+        res->n_layers++;
+    }
+    h.r = r;
+    h.batch = res->batch;
+    h.quiet = o->quiet;
+    h.total_evals = 2 * o->probes;
+    h.t0 = akt_time_ms();
+    akt_tape_init(&h.tape, 0);
+    rc = akt_hutchinson(student_loss_grad, &h, net->values, net->n_values, off, len,
+                        res->n_layers, o->probes, o->eps, &r->rng, res->trace_layer,
+                        &res->trace_total, e);
+    akt_tape_free(&h.tape);
+    if (!rc)
+        rc = write_hessian(out, id, res, e);
+
+done:
+    if (out) {
+        struct akt_error e2 = {0};
+        int crc = akt_results_close(out, rc ? &e2 : e);
+        if (!rc)
+            rc = crc;
+    }
+    if (r) {
+        akt__close_run(r);
+        free(r);
+    }
+    free(text);
+    return rc;
+}
