@@ -280,7 +280,7 @@ def loss_metric_names(runs):
 def legend_right(fig, ax_or_handles, labels=None):
     n = len(labels) if labels is not None else len(ax_or_handles.get_legend_handles_labels()[1])
     ncol = 1 if n <= 20 else 2
-    size = 8 if n <= 12 else 6
+    size = 8 if n <= 12 else 7
     if labels is None:
         ax_or_handles.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=size,
                              ncol=ncol, frameon=False)
