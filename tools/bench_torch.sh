@@ -7,7 +7,11 @@
 #   BUILD_DIR  meson build folder holding core/akt (default: build)
 # Environment: THREADS (2), REPS (20), BATCHES ("32 128"). Both runs inherit
 # OMP_WAIT_POLICY: on these shared VMs "passive" avoids multi-ms stalls when a
-# spinning OpenMP worker gets descheduled (measure both ways).
+# spinning OpenMP worker gets descheduled (measure both ways). Unset, akt
+# picks "passive" itself (core/cli/main.c) and PyTorch keeps libgomp's
+# spinning default. Both sides reject calls other processes disturbed and
+# wait for a quiet machine (up to 300 s each time), so on a busy machine a
+# run can take many minutes.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 build="${1:-build}"

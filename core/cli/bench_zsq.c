@@ -287,7 +287,15 @@ int akt_cmd_bench_zsq(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int takes_value = strcmp(a, "--help") && strcmp(a, "-h");
+        static const char *const valued[] = {
+            "--generator", "--loss", "--batch", "--iters", "--reps", "--warmup", "--max-wait",
+            "--threads", "--wbits", "--abits", "--seed", "--teacher", "--data", "--set",
+            "--plugin-dir"};
+        int takes_value = 0;
+        for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++)
+            takes_value |= !strcmp(a, valued[k]);
+        if (!takes_value && strcmp(a, "--help") && strcmp(a, "-h"))
+            return akt_cli_usage_error("bench-zsq", "unknown option '%s'", a);
         if (takes_value && !v)
             return akt_cli_usage_error("bench-zsq", "option '%s' needs a value", a);
         if (!takes_value) {
