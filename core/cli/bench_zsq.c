@@ -362,18 +362,10 @@ int akt_cmd_bench_zsq(int argc, char **argv)
         o.batches[o.nb++] = 200;
     }
 
-    struct akt_error e = {0};
     struct akt_registry reg;
-    akt_registry_init(&reg);
+    if (akt_cli_load_plugins(&reg, dirs, n_dirs))
+        return 1;
     int rc = 0;
-    for (int i = 0; i < n_dirs && !rc; i++)
-        rc = akt_registry_load_dir(&reg, dirs[i], &e);
-    if (!rc && n_dirs == 0)
-        rc = akt_registry_load_default(&reg, &e);
-    if (rc) {
-        akt_registry_free(&reg);
-        return akt_cli_fail(&e);
-    }
     fprintf(stderr, "# akt bench-zsq: threads %d, median of %d iterations after %d warm-up, "
             "teacher %s\n", o.threads, o.iters, o.warmup, o.teacher);
     for (int bi = 0; bi < o.nb && !rc; bi++)

@@ -20,6 +20,11 @@ int akt_cli_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));              /* prints, returns 2 */
 /* Integer option value in [lo, hi]; on failure prints a usage error. */
 int akt_cli_int(const char *cmd, const char *opt, const char *val, int lo, int hi, int *out);
+/* Initialises reg and loads the plugins of the --plugin-dir folders, or the
+ * default folders when n_dirs is 0. On failure frees reg, prints the error
+ * and returns 1 (the exit status); 0 on success. */
+struct akt_registry;
+int akt_cli_load_plugins(struct akt_registry *reg, const char *const *dirs, int n_dirs);
 /* Default data paths under $AKT_DATA (NULL when unset). */
 const char *akt_cli_default_path(const char *rel, char *buf, size_t n);
 

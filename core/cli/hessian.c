@@ -91,18 +91,11 @@ int akt_cmd_hessian(int argc, char **argv)
     if (!id)
         return akt_cli_usage_error("hessian", "--run is required");
 
-    struct akt_error e = {0};
     struct akt_registry reg;
-    akt_registry_init(&reg);
+    if (akt_cli_load_plugins(&reg, dirs, n_dirs))
+        return 1;
+    struct akt_error e = {0};
     int rc = 0;
-    for (int i = 0; i < n_dirs && !rc; i++)
-        rc = akt_registry_load_dir(&reg, dirs[i], &e);
-    if (!rc && n_dirs == 0)
-        rc = akt_registry_load_default(&reg, &e);
-    if (rc) {
-        akt_registry_free(&reg);
-        return akt_cli_fail(&e);
-    }
     struct akt_hessian_result *res = malloc(sizeof *res);
     if (!res) {
         akt_registry_free(&reg);

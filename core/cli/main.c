@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "akt/registry.h"
 #include "cli.h"
 
 #include <unistd.h>
@@ -77,6 +78,21 @@ int akt_cli_int(const char *cmd, const char *opt, const char *val, int lo, int h
     }
     *out = (int)v;
     return 0;
+}
+
+int akt_cli_load_plugins(struct akt_registry *reg, const char *const *dirs, int n_dirs)
+{
+    struct akt_error e = {0};
+    akt_registry_init(reg);
+    int rc = 0;
+    for (int i = 0; i < n_dirs && !rc; i++)
+        rc = akt_registry_load_dir(reg, dirs[i], &e);
+    if (!rc && n_dirs == 0)
+        rc = akt_registry_load_default(reg, &e);
+    if (!rc)
+        return 0;
+    akt_registry_free(reg);
+    return akt_cli_fail(&e);
 }
 
 const char *akt_cli_default_path(const char *rel, char *buf, size_t n)

@@ -147,17 +147,9 @@ int akt_cmd_plugins(int argc, char **argv)
         return akt_cli_usage_error("plugins", "unexpected argument '%s'", argv[optind]);
 
     struct akt_registry reg;
+    if (akt_cli_load_plugins(&reg, dirs, n_dirs))
+        return 1;
     struct akt_error e = {0};
-    akt_registry_init(&reg);
-    int rc = 0;
-    for (int i = 0; i < n_dirs && !rc; i++)
-        rc = akt_registry_load_dir(&reg, dirs[i], &e);
-    if (!n_dirs)
-        rc = akt_registry_load_default(&reg, &e);
-    if (rc) {
-        akt_registry_free(&reg);
-        return akt_cli_fail(&e);
-    }
     if (reg.n == 0) {
         printf("no plugins found (see 'akt plugins --help' for where akt looks)\n");
         akt_registry_free(&reg);

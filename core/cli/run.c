@@ -206,18 +206,11 @@ static int run_main(int argc, char **argv)
         shard_n = g_size;
     }
 
-    struct akt_error e = {0};
     struct akt_registry reg;
-    akt_registry_init(&reg);
+    if (akt_cli_load_plugins(&reg, dirs, n_dirs))
+        return 1;
+    struct akt_error e = {0};
     int rc = 0;
-    for (int i = 0; i < n_dirs && !rc; i++)
-        rc = akt_registry_load_dir(&reg, dirs[i], &e);
-    if (!rc && n_dirs == 0)
-        rc = akt_registry_load_default(&reg, &e);
-    if (rc) {
-        akt_registry_free(&reg);
-        return akt_cli_fail(&e);
-    }
     struct akt_experiment x;
     if ((rc = akt_experiment_load(&x, path, &reg, getenv("AKT_DATA"), &e))) {
         akt_registry_free(&reg);

@@ -158,18 +158,11 @@ int akt_cmd_train(int argc, char **argv)
     if (!teacher) return akt_cli_usage_error("train", "--teacher is required (or set AKT_DATA)");
     if (!data) return akt_cli_usage_error("train", "--data is required (or set AKT_DATA)");
 
-    struct akt_error e = {0};
     struct akt_registry reg;
-    akt_registry_init(&reg);
+    if (akt_cli_load_plugins(&reg, dirs, n_dirs))
+        return 1;
+    struct akt_error e = {0};
     int rc = 0;
-    for (int i = 0; i < n_dirs && !rc; i++)
-        rc = akt_registry_load_dir(&reg, dirs[i], &e);
-    if (!rc && n_dirs == 0)
-        rc = akt_registry_load_default(&reg, &e);
-    if (rc) {
-        akt_registry_free(&reg);
-        return akt_cli_fail(&e);
-    }
     struct akt_run_config c;
     akt_run_config_defaults(&c);
     rc = akt_run_config_set(&c, &reg, "teacher", teacher, "--teacher", &e);
