@@ -22,9 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
-#include <unistd.h>
 
 #define MFLOP_FWD 81.6
 #define MAX_BATCHES 16
@@ -52,53 +49,6 @@ static double median(double *v, int n)
 }
 
 /* --------------------------------------------- contention (baseline's) --- */
-
-/* User CPU seconds of the whole machine and of this process. Only user time
- * counts: kernel threads reclaiming pages we freed are not contention. */
-static void user_seconds(double *machine, double *self)
-{
-    *machine = 0;
-    FILE *f = fopen("/proc/stat", "r");
-    if (f) {
-        unsigned long long user = 0, nice = 0;
-        if (fscanf(f, "cpu %llu %llu", &user, &nice) == 2)
-            *machine = (double)(user + nice) / (double)sysconf(_SC_CLK_TCK);
-        fclose(f);
-    }
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    *self = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6;
-}
-
-/* other processes' user CPU seconds since (m0, s0) */
-static double foreign_since(double m0, double s0)
-{
-    double m1, s1;
-    user_seconds(&m1, &s1);
-    return (m1 - m0) - (s1 - s0);
-}
-
-static void sleep_1s(void)
-{
-    struct timespec ts = {1, 0};
-    nanosleep(&ts, NULL);
-}
-
-/* Up to max_s seconds until others used < 0.1 CPU s in 5 consecutive 1 s
- * windows. */
-static void wait_quiet(int max_s)
-{
-    double t_end = akt_time_ms() + max_s * 1e3;
-    int quiet = 0;
-    while (akt_time_ms() < t_end) {
-        double m0, s0;
-        user_seconds(&m0, &s0);
-        sleep_1s();
-        quiet = foreign_since(m0, s0) < 0.1 ? quiet + 1 : 0;
-        if (quiet >= 5)
-            return;
-    }
-}
 
 struct bench_data {
     float *x;
@@ -197,17 +147,17 @@ static double timed(struct timing *t, const char *name, bench_fn call, struct ak
     while (!*fail && nc < t->reps && tries < 5 * t->reps) {
         tries++;
         double m0, s0;
-        user_seconds(&m0, &s0);
+        akt_cli_user_seconds(&m0, &s0);
         double t0 = akt_time_ms();
         *fail = call(m, tp, d);
-        double dt = akt_time_ms() - t0, foreign = foreign_since(m0, s0);
+        double dt = akt_time_ms() - t0, foreign = akt_cli_foreign_since(m0, s0);
         double lim = 0.05 * t->threads * dt * 1e-3;
         if (t->max_wait == 0 || foreign <= (lim > 0.03 ? lim : 0.03)) {
             t->clean[nc++] = dt;
         } else {
             t->dirty_ms[nd] = dt;
             t->dirty_foreign[nd++] = foreign;
-            wait_quiet(t->max_wait);
+            akt_cli_wait_quiet(t->max_wait, 5);
             if (!*fail)
                 *fail = call(m, tp, d); /* re-warm after the pause, untimed */
         }
@@ -222,23 +172,6 @@ static void report(const char *name, int batch, double ms, double flop_per_img)
     fflush(stdout);
 }
 
-static int parse_batches(const char *val, int *batches, int *nb)
-{
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", val);
-    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-        int b;
-        if (*nb >= MAX_BATCHES)
-            return akt_cli_usage_error("bench", "at most %d batch sizes", MAX_BATCHES), -1;
-        if (akt_cli_int("bench", "--batch", tok, 1, 4096, &b))
-            return -1;
-        batches[(*nb)++] = b;
-    }
-    if (*nb == 0)
-        return akt_cli_usage_error("bench", "--batch expects a value"), -1;
-    return 0;
-}
-
 int akt_cmd_bench(int argc, char **argv)
 {
     int batches[MAX_BATCHES], nb = 0, threads = 2, reps = 10, warmup = 3, max_wait = 300;
@@ -251,7 +184,7 @@ int akt_cmd_bench(int argc, char **argv)
         } else if (!strcmp(a, "--batch")) {
             if (!v)
                 return akt_cli_usage_error("bench", "--batch expects a value");
-            if (parse_batches(v, batches, &nb))
+            if (akt_cli_batches("bench", v, 4096, batches, MAX_BATCHES, &nb))
                 return 2;
             i++;
         } else if (!strcmp(a, "--threads")) {

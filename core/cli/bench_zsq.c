@@ -15,8 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <unistd.h>
 
 #include "akt/akt.h"
 #include "akt/run.h"
@@ -55,40 +53,6 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Machine-wide user CPU seconds (user + nice, /proc/stat) and ours. Only user
- * time counts: the kernel work our own allocations cause is system time. */
-static void cpu_seconds(double *machine, double *self)
-{
-    static long clk;
-    if (!clk)
-        clk = sysconf(_SC_CLK_TCK);
-    *machine = 0;
-    FILE *f = fopen("/proc/stat", "r");
-    if (f) {
-        unsigned long long user = 0, nice = 0;
-        if (fscanf(f, "cpu %llu %llu", &user, &nice) == 2)
-            *machine = (double)(user + nice) / (double)clk;
-        fclose(f);
-    }
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    *self = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6;
-}
-
-/* Waits (up to max_s) until other processes used < 0.1 s of user CPU in each
- * of 3 consecutive 1-second windows. */
-static void wait_quiet(double max_s)
-{
-    double t_end = akt_time_ms() + max_s * 1e3, m0, s0, m1, s1;
-    int quiet = 0;
-    while (quiet < 3 && akt_time_ms() < t_end) {
-        cpu_seconds(&m0, &s0);
-        sleep(1);
-        cpu_seconds(&m1, &s1);
-        quiet = (m1 - m0) - (s1 - s0) < 0.1 ? quiet + 1 : 0;
-    }
-}
-
 struct dirty {
     double foreign, ms;
 };
@@ -114,7 +78,7 @@ static void on_iter(int epoch, int iter, int iters, double lg, double lq, void *
     (void)epoch, (void)iter, (void)iters, (void)lg, (void)lq;
     struct timing *s = user;
     double now = akt_time_ms(), machine, self;
-    cpu_seconds(&machine, &self);
+    akt_cli_user_seconds(&machine, &self);
     if (s->seen >= s->warmup && !s->skip_next) {
         double dt = now - s->prev_ms;
         double foreign = (machine - s->prev_machine) - (self - s->prev_self);
@@ -124,7 +88,7 @@ static void on_iter(int epoch, int iter, int iters, double lg, double lq, void *
             s->clean[s->n_clean++] = dt;
         } else {
             s->dirty[s->n_dirty++] = (struct dirty){foreign, dt};
-            wait_quiet(s->max_wait_s);
+            akt_cli_wait_quiet(s->max_wait_s, 3);
             s->skip_next = 1;
         }
     } else {
@@ -132,7 +96,7 @@ static void on_iter(int epoch, int iter, int iters, double lg, double lq, void *
     }
     s->seen++;
     s->prev_ms = akt_time_ms();
-    cpu_seconds(&s->prev_machine, &s->prev_self);
+    akt_cli_user_seconds(&s->prev_machine, &s->prev_self);
     if (s->n_clean >= s->want || s->tries >= s->max_tries)
         s->stop = 1;
 }
@@ -141,23 +105,6 @@ static int cmp_dirty(const void *a, const void *b)
 {
     const struct dirty *x = a, *y = b;
     return (x->foreign > y->foreign) - (x->foreign < y->foreign);
-}
-
-static int parse_batches(const char *val, int *batches, int *nb)
-{
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", val);
-    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-        int b;
-        if (*nb >= MAX_BATCHES)
-            return akt_cli_usage_error("bench-zsq", "at most %d batch sizes", MAX_BATCHES), -1;
-        if (akt_cli_int("bench-zsq", "--batch", tok, 1, 100000, &b))
-            return -1;
-        batches[(*nb)++] = b;
-    }
-    if (*nb == 0)
-        return akt_cli_usage_error("bench-zsq", "--batch expects a value"), -1;
-    return 0;
 }
 
 struct bench_opts {
@@ -308,7 +255,7 @@ int akt_cmd_bench_zsq(int argc, char **argv)
         } else if (!strcmp(a, "--loss")) {
             o.loss = v;
         } else if (!strcmp(a, "--batch")) {
-            if (parse_batches(v, o.batches, &o.nb))
+            if (akt_cli_batches("bench-zsq", v, 100000, o.batches, MAX_BATCHES, &o.nb))
                 return 2;
         } else if (!strcmp(a, "--iters") || !strcmp(a, "--reps")) {
             if (akt_cli_int("bench-zsq", a, v, 1, 1000000, &o.iters))

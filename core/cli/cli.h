@@ -25,6 +25,15 @@ int akt_cli_int(const char *cmd, const char *opt, const char *val, int lo, int h
  * and returns 1 (the exit status); 0 on success. */
 struct akt_registry;
 int akt_cli_load_plugins(struct akt_registry *reg, const char *const *dirs, int n_dirs);
+/* Benchmarks (cli/contention.c). Machine-wide and own user CPU seconds; other
+ * processes' user CPU seconds since such a reading; waiting (up to max_s) for
+ * `windows` consecutive 1 s windows in which others used < 0.1 CPU s. */
+void akt_cli_user_seconds(double *machine, double *self);
+double akt_cli_foreign_since(double m0, double s0);
+void akt_cli_wait_quiet(double max_s, int windows);
+/* Appends the comma-separated batch sizes in val (each 1..hi) to batches
+ * (at most max); prints a usage error and returns -1 on a bad value. */
+int akt_cli_batches(const char *cmd, const char *val, int hi, int *batches, int max, int *nb);
 /* Default data paths under $AKT_DATA (NULL when unset). */
 const char *akt_cli_default_path(const char *rel, char *buf, size_t n);
 
