@@ -8,66 +8,6 @@
 
 #define SHAPE(...) .ndim = sizeof((int[]){__VA_ARGS__}) / sizeof(int), .shape = {__VA_ARGS__}
 
-/* cmocka 1.1.5's assert_float_equal passes NaN and Inf against any value,
- * so values are compared with this stricter check. */
-#define assert_near(a, b, tol) assert_near_((double)(a), (double)(b), (double)(tol), __FILE__, __LINE__)
-static void assert_near_(double a, double b, double tol, const char *file, int line)
-{
-    if (!(isfinite(a) && isfinite(b) && fabs(a - b) <= tol)) {
-        print_error("%.10g != %.10g (tolerance %g)\n", a, b, tol);
-        _fail(file, line);
-    }
-}
-
-/* gradcheck() counts a NaN or infinite analytic gradient as a match (its
- * comparisons are false for NaN), so every check also runs the op once on
- * the same inputs and requires finite outputs and gradients. */
-static int grads_finite(gc_build_fn f, void *user, int nin, const struct gc_input *spec,
-                        unsigned seed)
-{
-    struct akt_rng rng;
-    akt_rng_seed(&rng, seed);
-    struct akt_tape t;
-    akt_tape_init(&t, 1 << 20);
-    struct akt_tensor *in[GC_MAX_IN];
-    for (int i = 0; i < nin; i++) {
-        in[i] = akt_tensor_new(&t, spec[i].ndim, spec[i].shape, spec[i].grad);
-        float lo = spec[i].lo, hi = spec[i].hi;
-        if (lo == 0 && hi == 0) {
-            lo = -1;
-            hi = 1;
-        }
-        for (int64_t j = 0; j < in[i]->n; j++)
-            in[i]->data[j] = spec[i].init ? spec[i].init[j]
-                                          : lo + (hi - lo) * (float)akt_rng_uniform(&rng);
-    }
-    struct akt_tensor *out = f(&t, in, user);
-    int ok = out->grad != NULL;
-    for (int64_t j = 0; ok && j < out->n; j++) {
-        ok = isfinite(out->data[j]);
-        out->grad[j] = 1;
-    }
-    if (ok)
-        akt_backward_run(&t);
-    for (int i = 0; ok && i < nin; i++)
-        for (int64_t j = 0; spec[i].grad && j < in[i]->n; j++)
-            ok = ok && isfinite(in[i]->grad[j]);
-    akt_tape_free(&t);
-    return ok;
-}
-
-/* gradcheck plus the finiteness check: 0 when both pass */
-static int check(const char *name, gc_build_fn f, void *user, int nin, const struct gc_input *spec,
-                 unsigned seed, float h, double tol)
-{
-    int bad = gradcheck(name, f, user, nin, spec, seed, h, tol);
-    if (!grads_finite(f, user, nin, spec, seed)) {
-        fprintf(stderr, "gradcheck %s: non-finite output or gradient\n", name);
-        bad++;
-    }
-    return bad;
-}
-
 struct axes {
     int a0, a1;
     float eps;
@@ -120,11 +60,11 @@ static void test_sum_mean_grad(void **state)
         struct axes a = {reduce_cases[k].a0, reduce_cases[k].a1, 0};
         char name[64];
         snprintf(name, sizeof name, "sum case %d", k);
-        assert_int_equal(check(name, f_sum, &a, 1, in, 100 + k, 1e-2f, 1e-3), 0);
+        assert_int_equal(gradcheck_finite(name, f_sum, &a, 1, in, 100 + k, 1e-2f, 1e-3), 0);
         snprintf(name, sizeof name, "mean case %d", k);
-        assert_int_equal(check(name, f_mean, &a, 1, in, 200 + k, 1e-2f, 1e-3), 0);
+        assert_int_equal(gradcheck_finite(name, f_mean, &a, 1, in, 200 + k, 1e-2f, 1e-3), 0);
         snprintf(name, sizeof name, "sum+mean case %d", k);
-        assert_int_equal(check(name, f_sum_plus_mean, &a, 1, in, 300 + k, 1e-2f, 1e-3), 0);
+        assert_int_equal(gradcheck_finite(name, f_sum_plus_mean, &a, 1, in, 300 + k, 1e-2f, 1e-3), 0);
     }
 }
 
@@ -209,9 +149,9 @@ static void test_min_grad(void **state)
 {
     (void)state;
     struct gc_input in[1] = {{SHAPE(3, 4), .grad = 1}};
-    assert_int_equal(check("min", f_min, NULL, 1, in, 400, 1e-3f, 1e-3), 0);
+    assert_int_equal(gradcheck_finite("min", f_min, NULL, 1, in, 400, 1e-3f, 1e-3), 0);
     struct gc_input in4[1] = {{SHAPE(2, 2, 2, 3), .grad = 1, .lo = -3, .hi = 3}};
-    assert_int_equal(check("min 4d", f_min, NULL, 1, in4, 401, 1e-3f, 1e-3), 0);
+    assert_int_equal(gradcheck_finite("min 4d", f_min, NULL, 1, in4, 401, 1e-3f, 1e-3), 0);
 }
 
 /* Ties: the value is the minimum and only the first minimal element gets
@@ -249,19 +189,19 @@ static void test_l2_normalize_grad(void **state)
         struct axes a = {reduce_cases[k].a0, reduce_cases[k].a1, 1e-12f};
         char name[64];
         snprintf(name, sizeof name, "l2n case %d", k);
-        assert_int_equal(check(name, f_l2n, &a, 1, in, 500 + k, 1e-3f, 2e-3), 0);
+        assert_int_equal(gradcheck_finite(name, f_l2n, &a, 1, in, 500 + k, 1e-3f, 2e-3), 0);
     }
     /* every norm below eps: the denominator is the constant eps */
     struct gc_input small[1] = {{SHAPE(3, 4), .grad = 1, .lo = -1e-3f, .hi = 1e-3f}};
     struct axes a = {1, 2, 0.1f};
-    assert_int_equal(check("l2n clamped", f_l2n, &a, 1, small, 520, 1e-2f, 1e-3), 0);
+    assert_int_equal(gradcheck_finite("l2n clamped", f_l2n, &a, 1, small, 520, 1e-2f, 1e-3), 0);
     /* rows on both sides of eps in one tensor (norms 1.03, 0.027, 0.143
      * just above eps, 0.011) */
     const float mixed[12] = {0.9f, -0.4f, 0.3f, 0.01f, -0.02f, 0.015f,
                              0.09f, -0.1f, 0.05f, 0.004f, 0.003f, -0.01f};
     struct gc_input mix[1] = {{SHAPE(4, 3), .grad = 1, .init = mixed}};
     struct axes b = {1, 2, 0.1f};
-    assert_int_equal(check("l2n mixed", f_l2n, &b, 1, mix, 521, 1e-3f, 2e-3), 0);
+    assert_int_equal(gradcheck_finite("l2n mixed", f_l2n, &b, 1, mix, 521, 1e-3f, 2e-3), 0);
 }
 
 static void test_l2_normalize_values(void **state)

@@ -9,66 +9,6 @@
 
 #define SHAPE(...) .ndim = sizeof((int[]){__VA_ARGS__}) / sizeof(int), .shape = {__VA_ARGS__}
 
-/* cmocka 1.1.5's assert_float_equal passes NaN and Inf against any value,
- * so values are compared with this stricter check. */
-#define assert_near(a, b, tol) assert_near_((double)(a), (double)(b), (double)(tol), __FILE__, __LINE__)
-static void assert_near_(double a, double b, double tol, const char *file, int line)
-{
-    if (!(isfinite(a) && isfinite(b) && fabs(a - b) <= tol)) {
-        print_error("%.10g != %.10g (tolerance %g)\n", a, b, tol);
-        _fail(file, line);
-    }
-}
-
-/* gradcheck() counts a NaN or infinite analytic gradient as a match (its
- * comparisons are false for NaN), so every check also runs the op once on
- * the same inputs and requires finite outputs and gradients. */
-static int grads_finite(gc_build_fn f, void *user, int nin, const struct gc_input *spec,
-                        unsigned seed)
-{
-    struct akt_rng rng;
-    akt_rng_seed(&rng, seed);
-    struct akt_tape t;
-    akt_tape_init(&t, 1 << 20);
-    struct akt_tensor *in[GC_MAX_IN];
-    for (int i = 0; i < nin; i++) {
-        in[i] = akt_tensor_new(&t, spec[i].ndim, spec[i].shape, spec[i].grad);
-        float lo = spec[i].lo, hi = spec[i].hi;
-        if (lo == 0 && hi == 0) {
-            lo = -1;
-            hi = 1;
-        }
-        for (int64_t j = 0; j < in[i]->n; j++)
-            in[i]->data[j] = spec[i].init ? spec[i].init[j]
-                                          : lo + (hi - lo) * (float)akt_rng_uniform(&rng);
-    }
-    struct akt_tensor *out = f(&t, in, user);
-    int ok = out->grad != NULL;
-    for (int64_t j = 0; ok && j < out->n; j++) {
-        ok = isfinite(out->data[j]);
-        out->grad[j] = 1;
-    }
-    if (ok)
-        akt_backward_run(&t);
-    for (int i = 0; ok && i < nin; i++)
-        for (int64_t j = 0; spec[i].grad && j < in[i]->n; j++)
-            ok = ok && isfinite(in[i]->grad[j]);
-    akt_tape_free(&t);
-    return ok;
-}
-
-/* gradcheck plus the finiteness check: 0 when both pass */
-static int check(const char *name, gc_build_fn f, void *user, int nin, const struct gc_input *spec,
-                 unsigned seed, float h, double tol)
-{
-    int bad = gradcheck(name, f, user, nin, spec, seed, h, tol);
-    if (!grads_finite(f, user, nin, spec, seed)) {
-        fprintf(stderr, "gradcheck %s: non-finite output or gradient\n", name);
-        bad++;
-    }
-    return bad;
-}
-
 struct sm_args {
     int a0, a1;
     float T;
@@ -135,9 +75,9 @@ static void test_softmax_grad(void **state)
         struct sm_args a = {.a0 = sm_cases[k].a0, .a1 = sm_cases[k].a1, .T = sm_cases[k].T};
         char name[64];
         snprintf(name, sizeof name, "softmax case %d", k);
-        assert_int_equal(check(name, f_softmax, &a, 1, in, 100 + k, 1e-3f, 2e-3), 0);
+        assert_int_equal(gradcheck_finite(name, f_softmax, &a, 1, in, 100 + k, 1e-3f, 2e-3), 0);
         snprintf(name, sizeof name, "log_softmax case %d", k);
-        assert_int_equal(check(name, f_log_softmax, &a, 1, in, 200 + k, 1e-3f, 2e-3), 0);
+        assert_int_equal(gradcheck_finite(name, f_log_softmax, &a, 1, in, 200 + k, 1e-3f, 2e-3), 0);
     }
 }
 
@@ -198,11 +138,11 @@ static void test_cross_entropy_grad(void **state)
     const int labels[4] = {0, 3, 4, 1};
     struct sm_args a = {.labels = labels};
     struct gc_input in[1] = {{SHAPE(4, 5), .grad = 1, .lo = -2, .hi = 2}};
-    assert_int_equal(check("ce", f_ce, &a, 1, in, 300, 1e-3f, 2e-3), 0);
+    assert_int_equal(gradcheck_finite("ce", f_ce, &a, 1, in, 300, 1e-3f, 2e-3), 0);
     const int lab1[1] = {6};
     struct sm_args b = {.labels = lab1};
     struct gc_input one[1] = {{SHAPE(1, 10), .grad = 1, .lo = -3, .hi = 3}};
-    assert_int_equal(check("ce batch 1", f_ce, &b, 1, one, 301, 1e-3f, 2e-3), 0);
+    assert_int_equal(gradcheck_finite("ce batch 1", f_ce, &b, 1, one, 301, 1e-3f, 2e-3), 0);
 }
 
 static void test_cross_entropy_soft_grad(void **state)
@@ -222,10 +162,10 @@ static void test_cross_entropy_soft_grad(void **state)
     }
     struct gc_input in[2] = {{SHAPE(4, 5), .grad = 1, .lo = -2, .hi = 2},
                              {SHAPE(4, 5), .grad = 0, .init = tgt}};
-    assert_int_equal(check("ce soft", f_ce_soft, NULL, 2, in, 310, 1e-3f, 2e-3), 0);
+    assert_int_equal(gradcheck_finite("ce soft", f_ce_soft, NULL, 2, in, 310, 1e-3f, 2e-3), 0);
     struct gc_input un[2] = {{SHAPE(4, 5), .grad = 1, .lo = -2, .hi = 2},
                              {SHAPE(4, 5), .grad = 0, .lo = 0, .hi = 2}};
-    assert_int_equal(check("ce soft unnormalised", f_ce_soft, NULL, 2, un, 311, 1e-3f, 2e-3), 0);
+    assert_int_equal(gradcheck_finite("ce soft unnormalised", f_ce_soft, NULL, 2, un, 311, 1e-3f, 2e-3), 0);
 }
 
 static void test_cross_entropy_values(void **state)
@@ -290,18 +230,18 @@ static void test_kl_grad(void **state)
         struct sm_args a = {.red = r};
         char name[64];
         snprintf(name, sizeof name, "kl %s", names[r]);
-        assert_int_equal(check(name, f_kl, &a, 2, in, 400 + r, 1e-3f, 2e-3), 0);
+        assert_int_equal(gradcheck_finite(name, f_kl, &a, 2, in, 400 + r, 1e-3f, 2e-3), 0);
         snprintf(name, sizeof name, "kl 4d %s", names[r]);
-        assert_int_equal(check(name, f_kl, &a, 2, in4, 410 + r, 1e-3f, 2e-3), 0);
+        assert_int_equal(gradcheck_finite(name, f_kl, &a, 2, in4, 410 + r, 1e-3f, 2e-3), 0);
         /* through tempered softmaxes over a middle axis and over [1,2) */
         struct gc_input zz[2] = {{SHAPE(2, 3, 2, 2), .grad = 1, .lo = -2, .hi = 2},
                                  {SHAPE(2, 3, 2, 2), .grad = 1, .lo = -2, .hi = 2}};
         struct sm_args b = {.a0 = 1, .a1 = 2, .T = 4, .red = r};
         snprintf(name, sizeof name, "kl tempered %s", names[r]);
-        assert_int_equal(check(name, f_kl_tempered, &b, 2, zz, 420 + r, 1e-3f, 2e-3), 0);
+        assert_int_equal(gradcheck_finite(name, f_kl_tempered, &b, 2, zz, 420 + r, 1e-3f, 2e-3), 0);
         struct sm_args c = {.a0 = 2, .a1 = 4, .T = 0.7f, .red = r};
         snprintf(name, sizeof name, "kl tempered hw %s", names[r]);
-        assert_int_equal(check(name, f_kl_tempered, &c, 2, zz, 430 + r, 1e-3f, 2e-3), 0);
+        assert_int_equal(gradcheck_finite(name, f_kl_tempered, &c, 2, zz, 430 + r, 1e-3f, 2e-3), 0);
     }
 }
 
@@ -393,7 +333,7 @@ static void test_entropy_grad(void **state)
         struct gc_input in[1] = {{SHAPE(3, 6), .grad = 1, .lo = -2, .hi = 2}};
         char name[64];
         snprintf(name, sizeof name, "entropy T=%g", Ts[k]);
-        assert_int_equal(check(name, f_entropy, &a, 1, in, 500 + k, 1e-3f, 2e-3), 0);
+        assert_int_equal(gradcheck_finite(name, f_entropy, &a, 1, in, 500 + k, 1e-3f, 2e-3), 0);
     }
 }
 

@@ -145,4 +145,66 @@ done:
     return bad;
 }
 
+/* A second guard beside gradcheck()'s own finiteness checks: runs the op once
+ * on the same inputs with unit output gradients and requires finite outputs
+ * and gradients. */
+static inline int grads_finite(gc_build_fn f, void *user, int nin, const struct gc_input *spec,
+                               unsigned seed)
+{
+    struct akt_rng rng;
+    akt_rng_seed(&rng, seed);
+    struct akt_tape t;
+    akt_tape_init(&t, 1 << 20);
+    struct akt_tensor *in[GC_MAX_IN];
+    for (int i = 0; i < nin; i++) {
+        in[i] = akt_tensor_new(&t, spec[i].ndim, spec[i].shape, spec[i].grad);
+        float lo = spec[i].lo, hi = spec[i].hi;
+        if (lo == 0 && hi == 0) {
+            lo = -1;
+            hi = 1;
+        }
+        for (int64_t j = 0; j < in[i]->n; j++)
+            in[i]->data[j] = spec[i].init ? spec[i].init[j]
+                                          : lo + (hi - lo) * (float)akt_rng_uniform(&rng);
+    }
+    struct akt_tensor *out = f(&t, in, user);
+    int ok = out->grad != NULL;
+    for (int64_t j = 0; ok && j < out->n; j++) {
+        ok = isfinite(out->data[j]);
+        out->grad[j] = 1;
+    }
+    if (ok)
+        akt_backward_run(&t);
+    for (int i = 0; ok && i < nin; i++)
+        for (int64_t j = 0; spec[i].grad && j < in[i]->n; j++)
+            ok = ok && isfinite(in[i]->grad[j]);
+    akt_tape_free(&t);
+    return ok;
+}
+
+/* gradcheck plus the finiteness check: 0 when both pass */
+static inline int gradcheck_finite(const char *name, gc_build_fn f, void *user, int nin,
+                                   const struct gc_input *spec, unsigned seed, float h, double tol)
+{
+    int bad = gradcheck(name, f, user, nin, spec, seed, h, tol);
+    if (!grads_finite(f, user, nin, spec, seed)) {
+        fprintf(stderr, "gradcheck %s: non-finite output or gradient\n", name);
+        bad++;
+    }
+    return bad;
+}
+
+#ifdef cmocka_unit_test /* value checks need cmocka's failure reporting */
+/* cmocka 1.1.5's assert_float_equal passes NaN and Inf against any value,
+ * so values are compared with this stricter check. */
+#define assert_near(a, b, tol) assert_near_((double)(a), (double)(b), (double)(tol), __FILE__, __LINE__)
+static inline void assert_near_(double a, double b, double tol, const char *file, int line)
+{
+    if (!(isfinite(a) && isfinite(b) && fabs(a - b) <= tol)) {
+        print_error("%.10g != %.10g (tolerance %g)\n", a, b, tol);
+        _fail(file, line);
+    }
+}
+#endif
+
 #endif
