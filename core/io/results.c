@@ -551,30 +551,29 @@ int akt_results_set_status(struct akt_results *r, const char *id, const char *st
     return akt_results_flush(r, e);
 }
 
-int akt_results_get_status(struct akt_results *r, const char *id, char *buf, size_t n)
+/* A string attribute of /runs/<id> into buf ("" when absent). */
+static int get_run_str(struct akt_results *r, const char *id, const char *name, char *buf,
+                       size_t n)
 {
     if (buf && n)
         buf[0] = 0;
     hid_t g = open_run(r, id, NULL);
     if (g < 0)
         return AKT_EINVAL;
-    int rc = read_attr_str(g, "status", buf, n) < 0 ? AKT_EFORMAT : 0;
+    int rc = read_attr_str(g, name, buf, n) < 0 ? AKT_EFORMAT : 0;
     if (h5_close(g) < 0)
         rc = AKT_EFORMAT;
     return rc;
 }
 
+int akt_results_get_status(struct akt_results *r, const char *id, char *buf, size_t n)
+{
+    return get_run_str(r, id, "status", buf, n);
+}
+
 int akt_results_get_config(struct akt_results *r, const char *id, char *buf, size_t n)
 {
-    if (buf && n)
-        buf[0] = 0;
-    hid_t g = open_run(r, id, NULL);
-    if (g < 0)
-        return AKT_EINVAL;
-    int rc = read_attr_str(g, "config", buf, n) < 0 ? AKT_EFORMAT : 0;
-    if (h5_close(g) < 0)
-        rc = AKT_EFORMAT;
-    return rc;
+    return get_run_str(r, id, "config", buf, n);
 }
 
 int akt_results_set_attr(struct akt_results *r, const char *id, const char *name, double v,
