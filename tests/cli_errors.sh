@@ -161,6 +161,14 @@ check_error "train: plugin parameter of the wrong type" 2 "generator.bns" -- \
     train --teacher "$TEACHER" --data "$DATA" --generator gdfq --loss akt --set generator.bns=abc
 check_error "train: unknown run key" 2 "frobnicate" "unknown key" -- \
     train --teacher "$TEACHER" --data "$DATA" --generator gdfq --loss akt --set frobnicate=1
+check_error "train: bad range_ema" 2 "range_ema" "as_coded, plain" -- \
+    train --teacher "$TEACHER" --data "$DATA" --generator gdfq --loss akt --set range_ema=fast
+check_error "train: bad milestone" 2 "milestones" "'x'" -- \
+    train --teacher "$TEACHER" --data "$DATA" --generator gdfq --loss akt --set milestones=100,x
+check_error "train: bad boolean" 2 "first_last_8bit" "true or false" -- \
+    train --teacher "$TEACHER" --data "$DATA" --generator gdfq --loss akt --set first_last_8bit=maybe
+check_error "train: bad data format" 2 "format" "cifar100-coarse" -- \
+    train --teacher "$TEACHER" --data "$DATA" --generator gdfq --loss akt --format cifar7
 check_error "train: missing teacher" 1 "$tmp/no_teacher.h5" "No such file" -- \
     train --teacher "$tmp/no_teacher.h5" --data "$DATA" --generator gdfq --loss akt
 
