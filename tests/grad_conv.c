@@ -158,7 +158,7 @@ static struct run run_conv(const struct shape *s, const float *x, const float *w
             tb->grad[i] = 0.5f;
     }
     struct akt_tensor *y = akt_conv2d(&t, tx, tw, tb, s->stride, s->pad);
-    memcpy(y->grad, dy, y->n * sizeof(float));
+    memcpy(akt_grad(y), dy, y->n * sizeof(float));
     akt_backward_run(&t);
     struct run r;
     r.y = malloc(y->n * sizeof(float));
@@ -260,6 +260,78 @@ static void test_values_portable(void **state)
     akt_threads_set(1);
 }
 
+/* ------------------------------------------------------- lazy grads --- */
+
+/* A chain in which every op's input is another op's output, so each
+ * backward kernel meets a lazy grad buffer (tensor.h) and takes its write
+ * path: ReLU, a strided conv and a 1x1 conv into lazy inputs, BN, an add
+ * whose input also feeds another record (write, then add), x*x with both
+ * operands one buffer, a lazy scalar factor, and a record whose output
+ * reaches nothing (skipped; it must not leave garbage behind). The ReLU
+ * comes first: after a batch-statistics BN, moving one input moves every
+ * output across ReLU's kink, which the check cannot tell from an error. */
+static struct akt_tensor *f_lazy_chain(struct akt_tape *t, struct akt_tensor **in, void *u)
+{
+    (void)u;
+    struct akt_tensor *a = akt_relu(t, akt_scale(t, in[0], 1.5f, 0.1f));
+    struct akt_tensor *c = akt_conv2d(t, a, in[1], NULL, 2, 1);
+    struct akt_bn_params p = {.eps = 1e-5f, .momentum = 0.1f};
+    struct akt_tensor *b = akt_batchnorm(t, c, &p, AKT_BN_BATCH);
+    struct akt_tensor *d = akt_conv2d(t, b, in[2], NULL, 1, 0);
+    struct akt_tensor *e = akt_add(t, d, b);
+    (void)akt_tanh(t, a); /* dead branch */
+    struct akt_tensor *k = akt_scale(t, in[3], 2.0f, 0.0f);
+    return akt_mul(t, akt_mul(t, e, e), k);
+}
+
+static void run_lazy_chain(void)
+{
+    const struct gc_input in[] = {
+        {SHAPE(2, 3, 6, 6), .grad = 1},
+        {SHAPE(4, 3, 3, 3), .grad = 1},
+        {SHAPE(4, 4, 1, 1), .grad = 1},
+        {SHAPE(1), .grad = 1, .lo = 0.5f, .hi = 1.0f},
+    };
+    assert_int_equal(gradcheck("lazy_chain", f_lazy_chain, NULL, 4, in, 701, 1e-2f, 2e-3), 0);
+}
+
+static void test_lazy_chain(void **state)
+{
+    (void)state;
+    run_lazy_chain();
+    setenv("AKT_NO_AVX512", "1", 1);
+    run_lazy_chain();
+    unsetenv("AKT_NO_AVX512");
+}
+
+/* After backward every grad buffer is valid: one that no record reached
+ * reads as zeros, and akt_grad() seeds are kept. */
+static void test_lazy_untouched_is_zero(void **state)
+{
+    (void)state;
+    struct akt_tape t;
+    akt_tape_init(&t, 1 << 20);
+    struct akt_tensor *x = akt_tensor_newv(&t, 1, 2, 4, 8);
+    for (int64_t i = 0; i < x->n; i++)
+        x->data[i] = (float)i - 10;
+    struct akt_tensor *y = akt_relu(&t, x);
+    struct akt_tensor *z = akt_scale(&t, y, 3.0f, 0.0f); /* not seeded */
+    struct akt_tensor *w = akt_square(&t, x);
+    for (int64_t i = 0; i < w->n; i++)
+        akt_grad(w)[i] = 1.0f;
+    /* the arena hands out used memory: poison the lazy buffers */
+    memset(y->grad, 0x7f, (size_t)y->n * sizeof(float));
+    memset(z->grad, 0x7f, (size_t)z->n * sizeof(float));
+    akt_backward_run(&t);
+    for (int64_t i = 0; i < x->n; i++) {
+        assert_float_equal(y->grad[i], 0.0f, 0);
+        assert_float_equal(z->grad[i], 0.0f, 0);
+        assert_float_equal(w->grad[i], 1.0f, 0);
+        assert_float_equal(x->grad[i], 2.0f * x->data[i], 0);
+    }
+    akt_tape_free(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -268,6 +340,8 @@ int main(void)
         cmocka_unit_test(test_partial_grads),
         cmocka_unit_test(test_values_default),
         cmocka_unit_test(test_values_portable),
+        cmocka_unit_test(test_lazy_chain),
+        cmocka_unit_test(test_lazy_untouched_is_zero),
     };
     return cmocka_run_group_tests_name("grad_conv", tests, NULL, NULL);
 }

@@ -276,7 +276,7 @@ static void test_bn_batch_grad_invariant(void **state)
     memcpy(x->data, k_x2d, sizeof k_x2d);
     struct akt_bn_params p = {.eps = 0, .momentum = 0.1f};
     struct akt_tensor *y = akt_batchnorm(&t, x, &p, AKT_BN_BATCH);
-    memcpy(y->grad, y->data, 8 * sizeof(float));
+    memcpy(akt_grad(y), y->data, 8 * sizeof(float));
     akt_backward_run(&t);
     for (int i = 0; i < 8; i++)
         assert_true(fabsf(x->grad[i]) < 1e-5f);
@@ -412,7 +412,7 @@ static void test_spatial_values(void **state)
     struct akt_tensor *x = akt_tensor_newv(&t, 1, 4, 1, 1, 4, 4);
     y = akt_subsample_pad(&t, x, 2, 1);
     for (int i = 0; i < 12; i++)
-        y->grad[i] = (float)(i + 1);
+        akt_grad(y)[i] = (float)(i + 1);
     akt_backward_run(&t);
     double want[16] = {0};
     want[0] = 5, want[2] = 6, want[8] = 7, want[10] = 8;
@@ -464,7 +464,7 @@ static void test_embedding_values(void **state)
     /* the tape keeps its own copy of the labels */
     labels[0] = labels[1] = labels[2] = 1;
     for (int i = 0; i < 6; i++)
-        y->grad[i] = (float)(i + 1);
+        akt_grad(y)[i] = (float)(i + 1);
     akt_backward_run(&t);
     expect_near("embedding_grad", table->grad, (double[]){3, 4, 0, 0, 1 + 5, 2 + 6}, 6, 0);
     akt_tape_free(&t);
@@ -511,7 +511,7 @@ static struct akt_tensor *rand_fill(struct akt_rng *r, struct akt_tensor *x)
 static void seed_grad(struct akt_rng *r, struct akt_tensor *y)
 {
     for (int64_t i = 0; i < y->n; i++)
-        y->grad[i] = akt_rng_normal(r);
+        akt_grad(y)[i] = akt_rng_normal(r);
 }
 
 static void test_grads_accumulate(void **state)
@@ -591,9 +591,9 @@ static void run_bn_pool(float *out, float *gx, const float *xv, int64_t n)
     struct akt_tensor *pool = akt_global_avgpool(&t, akt_upsample2x(&t, y));
     memcpy(out, y->data, n * sizeof(float));
     for (int64_t i = 0; i < pool->n; i++)
-        pool->grad[i] = (float)(i % 7) - 3;
+        akt_grad(pool)[i] = (float)(i % 7) - 3;
     for (int i = 0; i < 16; i++)
-        v->grad[i] = 0.1f * i;
+        akt_grad(v)[i] = 0.1f * i;
     akt_backward_run(&t);
     memcpy(gx, x->grad, n * sizeof(float));
     akt_tape_free(&t);

@@ -94,7 +94,7 @@ static int gradcheck(const char *name, gc_build_fn f, void *user, int nin,
             fprintf(stderr, "gradcheck %s: output %lld is not finite\n", name, (long long)j);
             bad++;
         }
-        out->grad[j] = (float)w[j];
+        akt_grad(out)[j] = (float)w[j];
     }
     akt_backward_run(&t);
     for (int i = 0; i < nin; i++) {
@@ -171,7 +171,7 @@ static inline int grads_finite(gc_build_fn f, void *user, int nin, const struct 
     int ok = out->grad != NULL;
     for (int64_t j = 0; ok && j < out->n; j++) {
         ok = isfinite(out->data[j]);
-        out->grad[j] = 1;
+        akt_grad(out)[j] = 1;
     }
     if (ok)
         akt_backward_run(&t);

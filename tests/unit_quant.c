@@ -250,7 +250,7 @@ static void check_ste(int per_channel, int bits)
     assert_non_null(y->grad);
     assert_int_equal(t.n_nodes, 1);
     for (int64_t i = 0; i < y->n; i++)
-        y->grad[i] = 2.0f * (float)akt_rng_uniform(&rng) - 1.0f;
+        akt_grad(y)[i] = 2.0f * (float)akt_rng_uniform(&rng) - 1.0f;
     akt_backward_run(&t);
     for (int64_t i = 0; i < x->n; i++) {
         float want = pre[i] + y->grad[i];
@@ -306,7 +306,7 @@ static void test_ste_through_conv(void **state)
     struct akt_tensor *wq = akt_fake_quant_channel(&t, w, 3);
     struct akt_tensor *y = akt_conv2d(&t, x, wq, NULL, 1, 1);
     for (int64_t i = 0; i < y->n; i++)
-        y->grad[i] = akt_rng_normal(&rng);
+        akt_grad(y)[i] = akt_rng_normal(&rng);
     float *dy = malloc(y->n * sizeof *dy);
     memcpy(dy, y->grad, y->n * sizeof *dy);
     akt_backward_run(&t);
@@ -317,7 +317,7 @@ static void test_ste_through_conv(void **state)
     struct akt_tensor *w2 = akt_tensor_new(&t2, 4, w->shape, 1);
     memcpy(w2->data, wq->data, w->n * sizeof(float));
     struct akt_tensor *y2 = akt_conv2d(&t2, x2, w2, NULL, 1, 1);
-    memcpy(y2->grad, dy, y->n * sizeof *dy);
+    memcpy(akt_grad(y2), dy, y->n * sizeof *dy);
     akt_backward_run(&t2);
     assert_memory_equal(w->grad, w2->grad, w->n * sizeof(float));
     free(dy);

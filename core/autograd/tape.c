@@ -1,6 +1,7 @@
 /* The reverse-mode tape: a linear list of records, reset every step. */
 #include "akt/tensor.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,7 @@ void akt_tape_reset(struct akt_tape *t)
 {
     akt_arena_reset(&t->arena);
     t->n_nodes = 0;
+    t->lazy = NULL;
 }
 
 void akt_tape_clear_records(struct akt_tape *t) { t->n_nodes = 0; }
@@ -127,6 +129,7 @@ struct akt_tensor *akt_detach(struct akt_tape *t, struct akt_tensor *x)
     struct akt_tensor *v = akt_arena_alloc(&t->arena, sizeof *v);
     *v = *x;
     v->grad = NULL;
+    v->gs = NULL;
     v->requires_grad = 0;
     return v;
 }
@@ -137,6 +140,18 @@ int akt_any_grad(const struct akt_tape *t, const struct akt_tensor *a, const str
     if (!t->recording)
         return 0;
     return (a && a->requires_grad) || (b && b->requires_grad) || (c && c->requires_grad);
+}
+
+/* AKT_POISON_GRADS=1 (set by the test suite) fills lazy grad buffers with
+ * NaN, so a kernel that adds into one it did not claim shows up at once. */
+static int poison_lazy_grads(void)
+{
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("AKT_POISON_GRADS");
+        v = e && *e && strcmp(e, "0") != 0;
+    }
+    return v;
 }
 
 struct akt_node *akt_tape_push(struct akt_tape *t, akt_backward_fn fn, const char *name,
@@ -161,12 +176,45 @@ struct akt_node *akt_tape_push(struct akt_tape *t, akt_backward_fn fn, const cha
     n->in[1] = b;
     n->in[2] = c;
     n->in[3] = d;
-    /* the output carries a gradient because an input does */
+    /* the output carries a gradient because an input does; lazily zeroed */
     if (!out->grad) {
-        out->grad = akt_arena_alloc(&t->arena, (size_t)out->n * sizeof(float));
+        struct akt_grad_state *gs = akt_arena_alloc_uninit(&t->arena, sizeof *gs);
+        gs->grad = akt_arena_alloc_uninit(&t->arena, (size_t)out->n * sizeof(float));
+        if (poison_lazy_grads())
+            for (int64_t i = 0; i < out->n; i++)
+                gs->grad[i] = NAN;
+        gs->n = out->n;
+        gs->written = 0;
+        gs->next = t->lazy;
+        t->lazy = gs;
+        out->grad = gs->grad;
+        out->gs = gs;
         out->requires_grad = 1;
     }
     return n;
+}
+
+static void grad_fill_zero(struct akt_grad_state *gs)
+{
+    if (!gs->written) {
+        memset(gs->grad, 0, (size_t)gs->n * sizeof(float));
+        gs->written = 1;
+    }
+}
+
+float *akt_grad(struct akt_tensor *x)
+{
+    if (x->gs)
+        grad_fill_zero(x->gs);
+    return x->grad;
+}
+
+int akt_grad_claim(struct akt_tensor *x)
+{
+    if (!x->gs || x->gs->written)
+        return 1;
+    x->gs->written = 1;
+    return 0;
 }
 
 void akt_backward(struct akt_tape *t, struct akt_tensor *loss)
@@ -174,12 +222,24 @@ void akt_backward(struct akt_tape *t, struct akt_tensor *loss)
     AKT_ASSERT(loss->n == 1);
     if (!loss->grad)
         return; /* nothing upstream needs a gradient */
-    loss->grad[0] += 1.0f;
+    akt_grad(loss)[0] += 1.0f;
     akt_backward_run(t);
 }
 
 void akt_backward_run(struct akt_tape *t)
 {
-    for (int i = t->n_nodes - 1; i >= 0; i--)
-        t->nodes[i].backward(t, &t->nodes[i]);
+    for (int i = t->n_nodes - 1; i >= 0; i--) {
+        struct akt_node *n = &t->nodes[i];
+        /* backward is linear in the output gradient: none, nothing to do */
+        if (n->out->gs && !n->out->gs->written)
+            continue;
+        if (!(n->flags & AKT_NODE_CLAIMS_GRADS))
+            for (int k = 0; k < 4; k++)
+                if (n->in[k] && n->in[k]->gs)
+                    grad_fill_zero(n->in[k]->gs);
+        n->backward(t, n);
+    }
+    /* gradients nothing reached are zero, as after an eager fill */
+    for (struct akt_grad_state *gs = t->lazy; gs; gs = gs->next)
+        grad_fill_zero(gs);
 }

@@ -117,12 +117,13 @@ static void bn_forward_eval(float *y, float *mean, float *invstd, const float *x
     }
 }
 
-/* Accumulates into dx, dgamma, dbeta (each may be NULL). In batch mode the
- * statistics depend on x, which adds the two mean terms to dx:
+/* Accumulates into dgamma, dbeta and (dx_acc 1) dx, or writes dx (dx_acc
+ * 0); each may be NULL. In batch mode the statistics depend on x, which adds
+ * the two mean terms to dx:
  *   dx = invstd * (g - mean(g) - xhat * mean(g * xhat)),  g = dy * gamma. */
 static void bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
                         const float *mean, const float *invstd, const float *gamma, int N, int C,
-                        int64_t HW, int batch_mode)
+                        int64_t HW, int batch_mode, int dx_acc)
 {
     double M = (double)N * HW;
     AKT_PARALLEL_FOR((int64_t)C * N * HW)
@@ -160,8 +161,12 @@ static void bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
         if (!batch_mode) {
             for (int n = 0; n < N; n++) {
                 int64_t off = ((int64_t)n * C + c) * HW;
-                for (int64_t p = 0; p < HW; p++)
-                    dx[off + p] += dy[off + p] * a;
+                if (dx_acc)
+                    for (int64_t p = 0; p < HW; p++)
+                        dx[off + p] += dy[off + p] * a;
+                else
+                    for (int64_t p = 0; p < HW; p++)
+                        dx[off + p] = dy[off + p] * a;
             }
             continue;
         }
@@ -170,10 +175,16 @@ static void bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
         float mdy = (float)(sdy / M), mdyx = (float)(sdyx / M);
         for (int n = 0; n < N; n++) {
             int64_t off = ((int64_t)n * C + c) * HW;
-            for (int64_t p = 0; p < HW; p++) {
-                float xhat = (x[off + p] - m) * is;
-                dx[off + p] += a * (dy[off + p] - mdy - xhat * mdyx);
-            }
+            if (dx_acc)
+                for (int64_t p = 0; p < HW; p++) {
+                    float xhat = (x[off + p] - m) * is;
+                    dx[off + p] += a * (dy[off + p] - mdy - xhat * mdyx);
+                }
+            else
+                for (int64_t p = 0; p < HW; p++) {
+                    float xhat = (x[off + p] - m) * is;
+                    dx[off + p] = a * (dy[off + p] - mdy - xhat * mdyx);
+                }
         }
     }
 }
@@ -182,10 +193,16 @@ static void bn_bw(struct akt_tape *t, const struct akt_node *n)
 {
     (void)t;
     struct akt_tensor *x = n->in[0], *g = n->in[1], *b = n->in[2];
+    int dx_acc = x->requires_grad ? akt_grad_claim(x) : 1;
+    /* gamma and beta: C floats, zeroed rather than given write paths */
+    if (g && g->requires_grad && !akt_grad_claim(g))
+        memset(g->grad, 0, (size_t)g->n * sizeof(float));
+    if (b && b->requires_grad && !akt_grad_claim(b))
+        memset(b->grad, 0, (size_t)b->n * sizeof(float));
     bn_backward(x->requires_grad ? x->grad : NULL, g && g->requires_grad ? g->grad : NULL,
                 b && b->requires_grad ? b->grad : NULL, n->out->grad, x->data, n->saved[0],
                 n->saved[1], g ? g->data : NULL, n->ip[0], n->ip[1], (int64_t)n->ip[2] * n->ip[3],
-                n->ip[4]);
+                n->ip[4], dx_acc);
 }
 
 struct akt_tensor *akt_batchnorm(struct akt_tape *t, struct akt_tensor *x,
@@ -214,6 +231,7 @@ struct akt_tensor *akt_batchnorm(struct akt_tape *t, struct akt_tensor *x,
     struct akt_node *nd = akt_tape_push(t, bn_bw, mode == AKT_BN_EVAL ? "batchnorm_eval" :
                                         "batchnorm_batch", y, x, p->gamma, p->beta, NULL);
     if (nd) {
+        nd->flags = AKT_NODE_CLAIMS_GRADS;
         nd->saved[0] = mean;
         nd->saved[1] = invstd;
         nd->ip[0] = N;

@@ -83,7 +83,7 @@ static void conv_forward_gemm(float *y, const float *x, const float *w, const st
 }
 
 static void conv_backward_gemm(float *dx, float *dw, const float *dy, const float *x,
-                               const float *w, const struct conv_geom *g)
+                               const float *w, const struct conv_geom *g, int dx_acc)
 {
     int P = g->Ho * g->Wo, K = g->Cin * g->kh * g->kw;
     int pw = is_pointwise(g);
@@ -100,9 +100,11 @@ static void conv_backward_gemm(float *dx, float *dw, const float *dy, const floa
         }
         if (dx) {
             if (pw) {
-                akt_gemm(1, 0, K, P, g->Cout, 1.0f, w, K, dyn, P, 1.0f, dxn, P);
+                akt_gemm(1, 0, K, P, g->Cout, 1.0f, w, K, dyn, P, dx_acc ? 1.0f : 0.0f, dxn, P);
             } else {
                 akt_gemm(1, 0, K, P, g->Cout, 1.0f, w, K, dyn, P, 0.0f, dcol, P);
+                if (!dx_acc)
+                    memset(dxn, 0, (size_t)g->Cin * g->H * g->W * sizeof(float));
                 col2im_add(dcol, g, dxn);
             }
         }
@@ -143,9 +145,10 @@ static void conv2d_forward(float *y, const float *x, const float *w, const float
     }
 }
 
-/* Accumulates into dx, dw, db; each may be NULL (not required). */
+/* Accumulates into dw, db and (dx_acc 1) dx, or writes dx (dx_acc 0); each
+ * may be NULL (not required). */
 static void conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                            const float *w, const struct conv_geom *g)
+                            const float *w, const struct conv_geom *g, int dx_acc)
 {
     if (use_direct(g)) {
         if (dw)
@@ -153,9 +156,9 @@ static void conv2d_backward(float *dx, float *dw, float *db, const float *dy, co
                                     g->stride, g->pad);
         if (dx)
             akt_conv_dinput_avx512(dx, dy, w, g->N, g->Cin, g->H, g->W, g->Cout, g->kh, g->kw,
-                                   g->stride, g->pad);
+                                   g->stride, g->pad, dx_acc);
     } else if (dx || dw) {
-        conv_backward_gemm(dx, dw, dy, x, w, g);
+        conv_backward_gemm(dx, dw, dy, x, w, g, dx_acc);
     }
     if (db) {
         int P = g->Ho * g->Wo;
@@ -196,8 +199,17 @@ static void conv2d_bw(struct akt_tape *t, const struct akt_node *n)
     (void)t;
     struct akt_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
     struct conv_geom g = geom_of(x, w, n->ip[0], n->ip[1]);
+    int dx_acc = x->requires_grad ? akt_grad_claim(x) : 1;
+    int dw_acc = w->requires_grad ? akt_grad_claim(w) : 1;
+    int db_acc = b && b->requires_grad ? akt_grad_claim(b) : 1;
+    /* weights and biases are small: zero them rather than add write paths */
+    if (!dw_acc)
+        memset(w->grad, 0, (size_t)w->n * sizeof(float));
+    if (!db_acc)
+        memset(b->grad, 0, (size_t)b->n * sizeof(float));
     conv2d_backward(x->requires_grad ? x->grad : NULL, w->requires_grad ? w->grad : NULL,
-                    b && b->requires_grad ? b->grad : NULL, n->out->grad, x->data, w->data, &g);
+                    b && b->requires_grad ? b->grad : NULL, n->out->grad, x->data, w->data, &g,
+                    dx_acc);
 }
 
 struct akt_tensor *akt_conv2d(struct akt_tape *t, struct akt_tensor *x, struct akt_tensor *w,
@@ -214,6 +226,7 @@ struct akt_tensor *akt_conv2d(struct akt_tape *t, struct akt_tensor *x, struct a
     conv2d_forward(out->data, x->data, w->data, bias ? bias->data : NULL, &g);
     struct akt_node *nd = akt_tape_push(t, conv2d_bw, "conv2d", out, x, w, bias, NULL);
     if (nd) {
+        nd->flags = AKT_NODE_CLAIMS_GRADS;
         nd->ip[0] = stride;
         nd->ip[1] = pad;
     }

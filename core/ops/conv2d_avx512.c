@@ -307,8 +307,10 @@ static void grid_image(float *dst, const float *dy, int O, const struct pgeom *g
  * whole rows can be added), then the phases are scattered into dx. */
 static AVX512 void dinput_image(float *dx, const float *dy, const float *wpT, const int *offo,
                                 const int *off, int O, const struct pgeom *g, float *dyg,
-                                float *dxp, float *dcol)
+                                float *dxp, float *dcol, int accumulate)
 {
+    if (!accumulate) /* the phases scattered back below add into dx */
+        memset(dx, 0, (size_t)g->C * g->H * g->W * sizeof(float));
     int K = g->C * g->kh * g->kw, KB = (K + MR - 1) / MR;
     size_t dys = (size_t)g->Qr, ys = (size_t)g->Qr + 2 * VL;
     grid_image(dyg, dy, O, g, dys);
@@ -350,7 +352,7 @@ static AVX512 void dinput_image(float *dx, const float *dy, const float *wpT, co
 }
 
 static void dinput_strided(float *dx, const float *dy, const float *w, int N, int Cin, int H,
-                           int W, int Cout, int kh, int kw, int pad, int stride)
+                           int W, int Cout, int kh, int kw, int pad, int stride, int accumulate)
 {
     struct pgeom g = pgeom_make(Cin, H, W, kh, kw, pad, stride);
     int K = Cin * kh * kw, KB = (K + MR - 1) / MR;
@@ -380,15 +382,15 @@ static void dinput_strided(float *dx, const float *dy, const float *w, int N, in
         float *dcol = akt_scratch(3, (size_t)KB * MR * ys);
         for (int n = n0; n < n1; n++)
             dinput_image(dx + (size_t)n * Cin * H * W, dy + (size_t)n * Cout * g.Ho * g.Wo, wpT,
-                         offo, off, Cout, &g, dyg, dxp, dcol);
+                         offo, off, Cout, &g, dyg, dxp, dcol, accumulate);
     }
 }
 
 void akt_conv_dinput_avx512(float *dx, const float *dy, const float *w, int N, int Cin, int H,
-                            int W, int Cout, int kh, int kw, int stride, int pad)
+                            int W, int Cout, int kh, int kw, int stride, int pad, int accumulate)
 {
     if (stride != 1 || kh != kw || pad > kh - 1) {
-        dinput_strided(dx, dy, w, N, Cin, H, W, Cout, kh, kw, pad, stride);
+        dinput_strided(dx, dy, w, N, Cin, H, W, Cout, kh, kw, pad, stride, accumulate);
         return;
     }
     int Ho = H + 2 * pad - kh + 1, Wo = W + 2 * pad - kw + 1;
@@ -397,7 +399,7 @@ void akt_conv_dinput_avx512(float *dx, const float *dy, const float *w, int N, i
     pack_weights(wp, w, Cin, Cout, kh, kw, 1);
     /* stride 1: the adjoint is the correlation of dy, padded by kh-1-pad,
      * with the transposed, flipped kernel */
-    conv_direct(dx, dy, wp, NULL, N, Cout, Ho, Wo, Cin, kh, kw, kh - 1 - pad, 1, 1);
+    conv_direct(dx, dy, wp, NULL, N, Cout, Ho, Wo, Cin, kh, kw, kh - 1 - pad, 1, accumulate);
 }
 
 /* ------------------------------------------------------- weight grad --- */
@@ -533,10 +535,10 @@ void akt_conv_forward_avx512(float *y, const float *x, const float *w, const flo
     AKT_ASSERT(!"AVX-512 kernels are not built on this architecture");
 }
 void akt_conv_dinput_avx512(float *dx, const float *dy, const float *w, int N, int Cin, int H,
-                            int W, int Cout, int kh, int kw, int stride, int pad)
+                            int W, int Cout, int kh, int kw, int stride, int pad, int accumulate)
 {
     (void)dx, (void)dy, (void)w, (void)N, (void)Cin, (void)H, (void)W, (void)Cout;
-    (void)kh, (void)kw, (void)stride, (void)pad;
+    (void)kh, (void)kw, (void)stride, (void)pad, (void)accumulate;
     AKT_ASSERT(!"AVX-512 kernels are not built on this architecture");
 }
 void akt_conv_dweight_avx512(float *dw, const float *dy, const float *x, int N, int Cin, int H,

@@ -40,21 +40,31 @@ static void binary_forward(float *out, const float *a, const float *b, int64_t n
     }
 }
 
-/* da, db may be NULL; a scalar b's gradient is summed in double, in order. */
+/* dst[i] (+)= expr: "add" 0 writes (the first gradient into a lazy buffer) */
+#define EW_GRAD(n, add, dst, expr)                                                               \
+    do {                                                                                          \
+        if (add)                                                                                  \
+            EW_LOOP(n, dst[i] += (expr));                                                         \
+        else                                                                                      \
+            EW_LOOP(n, dst[i] = (expr));                                                          \
+    } while (0)
+
+/* da, db may be NULL; a scalar b's gradient is summed in double, in order.
+ * a_add/b_add 0: write da/db instead of adding (not for a scalar b). */
 static void binary_backward(float *da, float *db, const float *dout, const float *a,
-                            const float *b, int64_t n, int b_scalar, int op)
+                            const float *b, int64_t n, int b_scalar, int op, int a_add, int b_add)
 {
     if (da) {
         if (op == BIN_ADD || op == BIN_SUB)
-            EW_LOOP(n, da[i] += dout[i]);
+            EW_GRAD(n, a_add, da, dout[i]);
         else if (b_scalar && op == BIN_MUL)
-            EW_LOOP(n, da[i] += dout[i] * b[0]);
+            EW_GRAD(n, a_add, da, dout[i] * b[0]);
         else if (b_scalar)
-            EW_LOOP(n, da[i] += dout[i] / b[0]);
+            EW_GRAD(n, a_add, da, dout[i] / b[0]);
         else if (op == BIN_MUL)
-            EW_LOOP(n, da[i] += dout[i] * b[i]);
+            EW_GRAD(n, a_add, da, dout[i] * b[i]);
         else
-            EW_LOOP(n, da[i] += dout[i] / b[i]);
+            EW_GRAD(n, a_add, da, dout[i] / b[i]);
     }
     if (!db)
         return;
@@ -74,10 +84,10 @@ static void binary_backward(float *da, float *db, const float *dout, const float
         return;
     }
     switch (op) {
-    case BIN_ADD: EW_LOOP(n, db[i] += dout[i]); break;
-    case BIN_SUB: EW_LOOP(n, db[i] += -dout[i]); break;
-    case BIN_MUL: EW_LOOP(n, db[i] += dout[i] * a[i]); break;
-    default: EW_LOOP(n, db[i] += -dout[i] * a[i] / (b[i] * b[i])); break;
+    case BIN_ADD: EW_GRAD(n, b_add, db, dout[i]); break;
+    case BIN_SUB: EW_GRAD(n, b_add, db, -dout[i]); break;
+    case BIN_MUL: EW_GRAD(n, b_add, db, dout[i] * a[i]); break;
+    default: EW_GRAD(n, b_add, db, -dout[i] * a[i] / (b[i] * b[i])); break;
     }
 }
 
@@ -85,8 +95,15 @@ static void binary_bw(struct akt_tape *t, const struct akt_node *n)
 {
     (void)t;
     struct akt_tensor *a = n->in[0], *b = n->in[1];
+    /* claims in the order the kernel writes: a first, so a == b adds */
+    int a_add = a->requires_grad ? akt_grad_claim(a) : 1;
+    int b_add = b->requires_grad ? akt_grad_claim(b) : 1;
+    if (!b_add && n->ip[0]) { /* a scalar b's gradient is added below */
+        b->grad[0] = 0.0f;
+        b_add = 1;
+    }
     binary_backward(a->requires_grad ? a->grad : NULL, b->requires_grad ? b->grad : NULL,
-                    n->out->grad, a->data, b->data, a->n, n->ip[0], n->ip[1]);
+                    n->out->grad, a->data, b->data, a->n, n->ip[0], n->ip[1], a_add, b_add);
 }
 
 static struct akt_tensor *binary(struct akt_tape *t, struct akt_tensor *a, struct akt_tensor *b,
@@ -98,6 +115,7 @@ static struct akt_tensor *binary(struct akt_tape *t, struct akt_tensor *a, struc
     binary_forward(out->data, a->data, b->data, a->n, b_scalar, op);
     struct akt_node *nd = akt_tape_push(t, binary_bw, name, out, a, b, NULL, NULL);
     if (nd) {
+        nd->flags = AKT_NODE_CLAIMS_GRADS;
         nd->ip[0] = b_scalar;
         nd->ip[1] = op;
     }
@@ -136,24 +154,25 @@ static void unary_forward(float *out, const float *x, int64_t n, int op, float s
     }
 }
 
-/* dx += dout * f'(x), the derivative from the input x or the output y */
+/* g where x > 0, else 0. Both values are loaded before the select (as
+ * function arguments): a conditional load of g, or dout * (x > 0) (a
+ * conditional multiply under -ftrapping-math), keeps the loop scalar. */
+static inline float relu_pass(float x, float g) { return x > 0 ? g : 0.0f; }
+
+/* dx (+)= dout * f'(x), the derivative from the input x or the output y;
+ * add 0 writes dx */
 static void unary_backward(float *dx, const float *dout, const float *x, const float *y, int64_t n,
-                           int op, float s, float c)
+                           int op, float s, float c, int add)
 {
     switch (op) {
-    case UN_SCALE: EW_LOOP(n, dx[i] += dout[i] * s); break;
-    case UN_SQUARE: EW_LOOP(n, dx[i] += dout[i] * (2 * x[i])); break;
-    /* a select of two loaded values vectorises; dout * (x > 0) becomes a
-     * conditional multiply that -ftrapping-math keeps scalar and branchy.
-     * As PyTorch's threshold_backward, a NaN gradient where x <= 0 is not
-     * propagated. */
-    case UN_RELU: EW_LOOP(n, {
-        float g = dout[i];
-        dx[i] += x[i] > 0 ? g : 0.0f;
-    }); break;
-    case UN_LEAKY: EW_LOOP(n, dx[i] += dout[i] * (x[i] > 0 ? 1.0f : s)); break;
-    case UN_TANH: EW_LOOP(n, dx[i] += dout[i] * (1 - y[i] * y[i])); break;
-    default: EW_LOOP(n, dx[i] += dout[i] * (s * x[i] + c > 0 ? s : 0.0f)); break;
+    case UN_SCALE: EW_GRAD(n, add, dx, dout[i] * s); break;
+    case UN_SQUARE: EW_GRAD(n, add, dx, dout[i] * (2 * x[i])); break;
+    /* as PyTorch's threshold_backward, a NaN gradient where x <= 0 is not
+     * propagated */
+    case UN_RELU: EW_GRAD(n, add, dx, relu_pass(x[i], dout[i])); break;
+    case UN_LEAKY: EW_GRAD(n, add, dx, dout[i] * (x[i] > 0 ? 1.0f : s)); break;
+    case UN_TANH: EW_GRAD(n, add, dx, dout[i] * (1 - y[i] * y[i])); break;
+    default: EW_GRAD(n, add, dx, dout[i] * (s * x[i] + c > 0 ? s : 0.0f)); break;
     }
 }
 
@@ -161,7 +180,7 @@ static void unary_bw(struct akt_tape *t, const struct akt_node *n)
 {
     (void)t;
     unary_backward(n->in[0]->grad, n->out->grad, n->in[0]->data, n->out->data, n->out->n, n->ip[0],
-                   n->fp[0], n->fp[1]);
+                   n->fp[0], n->fp[1], akt_grad_claim(n->in[0]));
 }
 
 static struct akt_tensor *unary(struct akt_tape *t, struct akt_tensor *x, int op, float s, float c,
@@ -171,6 +190,7 @@ static struct akt_tensor *unary(struct akt_tape *t, struct akt_tensor *x, int op
     unary_forward(out->data, x->data, x->n, op, s, c);
     struct akt_node *nd = akt_tape_push(t, unary_bw, name, out, x, NULL, NULL, NULL);
     if (nd) {
+        nd->flags = AKT_NODE_CLAIMS_GRADS;
         nd->ip[0] = op;
         nd->fp[0] = s;
         nd->fp[1] = c;

@@ -8,6 +8,15 @@
  * Each op below computes its forward at once; if the tape records and any
  * input requires a gradient, it pushes a record whose backward accumulates
  * into the inputs' grad buffers. akt_backward() walks the records in reverse.
+ *
+ * Lazy gradients: the grad buffer of an op's output is not zero-filled when
+ * the op runs (zeroing every activation's gradient was an eighth of a
+ * ResNet-20 training step). It holds no gradient until the first backward
+ * kernel writes it: kernels that know this (akt_grad_claim) write instead of
+ * adding, the runner zero-fills it before any other kernel adds into it,
+ * skips records whose output got no gradient, and zero-fills what is still
+ * untouched when backward ends. Code outside a backward kernel that seeds
+ * or reads an op output's gradient goes through akt_grad().
  * Kernels (core/ops/) are plain forward/backward function pairs on arrays;
  * this layer only wires them together. */
 #ifndef AKT_TENSOR_H
@@ -28,6 +37,16 @@ struct akt_tensor {
     int shape[AKT_MAX_DIMS];
     int64_t n;         /* number of elements */
     int requires_grad;
+    /* lazy grad buffer state, shared by views; NULL: grad is always valid */
+    struct akt_grad_state *gs;
+};
+
+/* Bookkeeping of one lazily zeroed grad buffer (see the top comment). */
+struct akt_grad_state {
+    struct akt_grad_state *next; /* the tape's list */
+    float *grad;
+    int64_t n;
+    int written; /* 0: contents undefined, means all zeros */
 };
 
 /* Shape helpers. */
@@ -51,13 +70,19 @@ struct akt_node {
     const int *labels; /* integer inputs (labels), copied into the arena */
     int ip[8];
     float fp[4];
+    int flags; /* AKT_NODE_* */
 };
+
+/* The record's backward calls akt_grad_claim for every input it writes, so
+ * the runner need not zero-fill their untouched grad buffers first. */
+#define AKT_NODE_CLAIMS_GRADS 1
 
 struct akt_tape {
     struct akt_arena arena; /* every output tensor, grad and saved array */
     struct akt_node *nodes;
     int n_nodes, cap_nodes;
     int recording;          /* 0: forward only (evaluation), no records */
+    struct akt_grad_state *lazy; /* every lazy grad buffer in the arena */
 };
 
 void akt_tape_init(struct akt_tape *t, size_t arena_block_bytes);
@@ -88,6 +113,16 @@ void akt_backward(struct akt_tape *t, struct akt_tensor *loss);
 /* Runs every record backward with whatever output gradients are already
  * seeded (tests seed a non-scalar output directly). */
 void akt_backward_run(struct akt_tape *t);
+
+/* x->grad made valid (an untouched lazy buffer is zero-filled) and marked
+ * written: for seeding an output gradient or reading one outside backward.
+ * NULL when x has no gradient. */
+float *akt_grad(struct akt_tensor *x);
+/* In a backward kernel, before adding into x->grad: 0 when the buffer holds
+ * no gradient yet, so the kernel must write (=) instead of add, 1 when it
+ * must add. Either way the buffer counts as written afterwards. A record
+ * whose backward uses this for every input sets AKT_NODE_CLAIMS_GRADS. */
+int akt_grad_claim(struct akt_tensor *x);
 
 /* Internal: push a record if recording and any input needs a gradient;
  * returns NULL otherwise. Used by op implementations. */
