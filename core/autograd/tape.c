@@ -3,8 +3,75 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+/* ----------------------------------------------------------- profile --- */
+/* AKT_PROFILE=1: time per op name, forward and backward, printed to stderr
+ * at exit. A forward is timed from the previous record (or tape reset, or
+ * end of backward) to its own record, so it includes any host code in
+ * between (an optimizer step shows up in the next op); ops that push no
+ * record (recording off) are not seen. Off, it costs one branch. */
+#define PROF_MAX 96
+static struct prof_entry {
+    char name[40]; /* a copy: plugin names die with dlclose, before exit */
+    double fwd, bwd;
+    long calls;
+} g_prof[PROF_MAX];
+static int g_prof_n, g_prof_on = -1;
+static double g_prof_last;
+
+static double prof_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int prof_cmp(const void *a, const void *b)
+{
+    const struct prof_entry *x = a, *y = b;
+    double tx = x->fwd + x->bwd, ty = y->fwd + y->bwd;
+    return tx < ty ? 1 : tx > ty ? -1 : 0;
+}
+
+static void prof_report(void)
+{
+    qsort(g_prof, (size_t)g_prof_n, sizeof g_prof[0], prof_cmp);
+    double tf = 0, tb = 0;
+    for (int i = 0; i < g_prof_n; i++)
+        tf += g_prof[i].fwd, tb += g_prof[i].bwd;
+    fprintf(stderr, "# akt profile (AKT_PROFILE): seconds per op over the whole process\n");
+    fprintf(stderr, "# %-24s %10s %10s %10s %6s\n", "op", "calls", "forward_s", "backward_s", "share");
+    for (int i = 0; i < g_prof_n; i++)
+        fprintf(stderr, "# %-24s %10ld %10.3f %10.3f %5.1f%%\n", g_prof[i].name, g_prof[i].calls,
+                g_prof[i].fwd, g_prof[i].bwd, 100 * (g_prof[i].fwd + g_prof[i].bwd) / (tf + tb));
+    fprintf(stderr, "# %-24s %10s %10.3f %10.3f\n", "total", "", tf, tb);
+}
+
+static int prof_on(void)
+{
+    if (g_prof_on < 0) {
+        const char *e = getenv("AKT_PROFILE");
+        g_prof_on = e && *e && strcmp(e, "0") != 0;
+        if (g_prof_on)
+            atexit(prof_report);
+    }
+    return g_prof_on;
+}
+
+static struct prof_entry *prof_entry(const char *name)
+{
+    for (int i = 0; i < g_prof_n; i++)
+        if (strncmp(g_prof[i].name, name, sizeof g_prof[i].name - 1) == 0)
+            return &g_prof[i];
+    if (g_prof_n == PROF_MAX)
+        return NULL;
+    snprintf(g_prof[g_prof_n].name, sizeof g_prof[g_prof_n].name, "%s", name);
+    return &g_prof[g_prof_n++];
+}
 
 void akt_tensor_set_shape(struct akt_tensor *t, int ndim, const int *shape)
 {
@@ -50,6 +117,8 @@ void akt_tape_init(struct akt_tape *t, size_t arena_block_bytes)
 
 void akt_tape_reset(struct akt_tape *t)
 {
+    if (prof_on())
+        g_prof_last = prof_now();
     akt_arena_reset(&t->arena);
     t->n_nodes = 0;
     t->lazy = NULL;
@@ -167,6 +236,14 @@ struct akt_node *akt_tape_push(struct akt_tape *t, akt_backward_fn fn, const cha
         t->nodes = nn;
         t->cap_nodes = cap;
     }
+    if (prof_on()) {
+        double now = prof_now();
+        struct prof_entry *pe = prof_entry(name);
+        if (pe) {
+            pe->fwd += now - g_prof_last;
+            pe->calls++;
+        }
+    }
     struct akt_node *n = &t->nodes[t->n_nodes++];
     memset(n, 0, sizeof *n);
     n->backward = fn;
@@ -191,6 +268,8 @@ struct akt_node *akt_tape_push(struct akt_tape *t, akt_backward_fn fn, const cha
         out->gs = gs;
         out->requires_grad = 1;
     }
+    if (prof_on())
+        g_prof_last = prof_now(); /* the next op's forward starts here */
     return n;
 }
 
@@ -237,9 +316,19 @@ void akt_backward_run(struct akt_tape *t)
             for (int k = 0; k < 4; k++)
                 if (n->in[k] && n->in[k]->gs)
                     grad_fill_zero(n->in[k]->gs);
-        n->backward(t, n);
+        if (prof_on()) {
+            double t0 = prof_now();
+            n->backward(t, n);
+            struct prof_entry *pe = prof_entry(n->name);
+            if (pe)
+                pe->bwd += prof_now() - t0;
+        } else {
+            n->backward(t, n);
+        }
     }
     /* gradients nothing reached are zero, as after an eager fill */
     for (struct akt_grad_state *gs = t->lazy; gs; gs = gs->next)
         grad_fill_zero(gs);
+    if (prof_on())
+        g_prof_last = prof_now();
 }
