@@ -44,6 +44,55 @@ static void test_binary_same_shape(void **state)
     assert_int_equal(gradcheck("mul_self", f_mul_self, NULL, 1, one, 5, 1e-2f, 1e-3), 0);
 }
 
+static struct akt_tensor *f_add_relu(struct akt_tape *t, struct akt_tensor **in, void *u)
+{
+    (void)u;
+    return akt_add_relu(t, in[0], in[1]);
+}
+static struct akt_tensor *f_add_relu_self(struct akt_tape *t, struct akt_tensor **in, void *u)
+{
+    (void)u;
+    return akt_add_relu(t, in[0], in[0]);
+}
+
+/* relu(a + b) fused: finite differences (kinks skipped), and bit-identical
+ * values and gradients to akt_relu(akt_add(a, b)) */
+static void test_add_relu(void **state)
+{
+    (void)state;
+    struct gc_input in[2] = {{SHAPE(2, 3, 4), .grad = 1}, {SHAPE(2, 3, 4), .grad = 1}};
+    assert_int_equal(gradcheck("add_relu", f_add_relu, NULL, 2, in, 11, 1e-2f, 1e-3), 0);
+    struct gc_input one[1] = {{SHAPE(7), .grad = 1}};
+    assert_int_equal(gradcheck("add_relu_self", f_add_relu_self, NULL, 1, one, 12, 1e-2f, 1e-3), 0);
+    float *got[2][3];
+    for (int fused = 0; fused < 2; fused++) {
+        struct akt_rng r;
+        akt_rng_seed(&r, 5);
+        struct akt_tape t;
+        akt_tape_init(&t, 1 << 20);
+        struct akt_tensor *a = akt_tensor_newv(&t, 1, 2, 6, 50), *b = akt_tensor_newv(&t, 1, 2, 6, 50);
+        for (int64_t i = 0; i < a->n; i++) {
+            a->data[i] = akt_rng_normal(&r);
+            b->data[i] = akt_rng_normal(&r);
+        }
+        struct akt_tensor *y = fused ? akt_add_relu(&t, a, b) : akt_relu(&t, akt_add(&t, a, b));
+        for (int64_t i = 0; i < y->n; i++)
+            akt_grad(y)[i] = akt_rng_normal(&r);
+        akt_backward_run(&t);
+        const float *src[3] = {y->data, a->grad, b->grad};
+        for (int k = 0; k < 3; k++) {
+            got[fused][k] = malloc((size_t)y->n * sizeof(float));
+            memcpy(got[fused][k], src[k], (size_t)y->n * sizeof(float));
+        }
+        akt_tape_free(&t);
+    }
+    for (int k = 0; k < 3; k++) {
+        assert_memory_equal(got[0][k], got[1][k], 300 * sizeof(float));
+        free(got[0][k]);
+        free(got[1][k]);
+    }
+}
+
 static void test_binary_scalar(void **state)
 {
     (void)state;
@@ -94,6 +143,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_binary_same_shape),
         cmocka_unit_test(test_binary_scalar),
+        cmocka_unit_test(test_add_relu),
         cmocka_unit_test(test_unary),
         cmocka_unit_test(test_harness_catches_wrong_gradient),
     };

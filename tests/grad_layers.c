@@ -104,6 +104,7 @@ struct bn_case {
     int shared;       /* in[1] serves as both gamma and beta */
     const float *rm, *rv; /* eval: running stats; batch: copied, updated, ignored */
     int C;
+    int relu;         /* the fused akt_batchnorm_relu */
 };
 
 static struct akt_tensor *f_bn(struct akt_tape *t, struct akt_tensor **in, void *u)
@@ -121,7 +122,7 @@ static struct akt_tensor *f_bn(struct akt_tape *t, struct akt_tensor **in, void 
         p.running_mean = rm;
         p.running_var = rv;
     }
-    return akt_batchnorm(t, in[0], &p, c->mode);
+    return c->relu ? akt_batchnorm_relu(t, in[0], &p, c->mode) : akt_batchnorm(t, in[0], &p, c->mode);
 }
 
 static const float k_rm[4] = {0.3f, -0.5f, 0.1f, 1.2f};
@@ -199,6 +200,75 @@ static void test_bn_batch_grad(void **state)
  * {5/3, 8/3}. */
 static const float k_x2d[8] = {1, 0, 2, 0, 3, 2, 4, -2};
 static const float k_x4d[8] = {1, 2, 0, 0, 3, 4, 2, -2};
+
+/* The fused BN+ReLU: finite differences for x in eval mode (moving gamma,
+ * beta or, in batch mode, any x moves a whole channel and crosses ReLU kinks
+ * the check cannot see), and in both modes bit-identical values and
+ * gradients to relu(batchnorm(x)), which the checks above cover. */
+static void test_bn_relu_grad(void **state)
+{
+    (void)state;
+    struct bn_case c = {.mode = AKT_BN_EVAL, .eps = 1e-5f, .affine = 1, .rm = k_rm, .rv = k_rv,
+                        .C = 3, .relu = 1};
+    struct gc_input in4[3] = {{SHAPE(2, 3, 3, 4), .grad = 1, .lo = -2, .hi = 2},
+                              {SHAPE(3), .grad = 0, .lo = 0.5f, .hi = 1.5f},
+                              {SHAPE(3), .grad = 0}};
+    assert_int_equal(gradcheck("bn_relu_eval", f_bn, &c, 3, in4, 211, 1e-2f, 1e-3), 0);
+    c.affine = 0;
+    assert_int_equal(gradcheck("bn_relu_eval_noaffine", f_bn, &c, 1, in4, 212, 1e-2f, 1e-3), 0);
+}
+
+static void fused_vs_unfused(enum akt_bn_mode mode, int affine)
+{
+    enum { N = 4, C = 3, HW = 25 };
+    const int64_t n = N * C * HW;
+    float *got[2][4];
+    for (int fused = 0; fused < 2; fused++) {
+        struct akt_rng r;
+        akt_rng_seed(&r, 77);
+        struct akt_tape t;
+        akt_tape_init(&t, 1 << 20);
+        struct akt_tensor *x = akt_tensor_newv(&t, 1, 4, N, C, 5, 5);
+        struct akt_tensor *g = akt_tensor_newv(&t, 1, 1, C), *b = akt_tensor_newv(&t, 1, 1, C);
+        for (int64_t i = 0; i < n; i++)
+            x->data[i] = 2 * akt_rng_normal(&r) + 0.3f;
+        for (int i = 0; i < C; i++) {
+            g->data[i] = 0.5f + (float)akt_rng_uniform(&r);
+            b->data[i] = akt_rng_normal(&r);
+        }
+        float rm[C] = {0.2f, -0.4f, 0.1f}, rv[C] = {1.3f, 0.6f, 2.2f};
+        struct akt_bn_params p = {.gamma = affine ? g : NULL, .beta = affine ? b : NULL,
+                                  .running_mean = rm, .running_var = rv, .eps = 1e-5f,
+                                  .momentum = 0.1f};
+        struct akt_tensor *y = fused ? akt_batchnorm_relu(&t, x, &p, mode)
+                                     : akt_relu(&t, akt_batchnorm(&t, x, &p, mode));
+        for (int64_t i = 0; i < n; i++)
+            akt_grad(y)[i] = akt_rng_normal(&r);
+        akt_backward_run(&t);
+        const float *src[4] = {y->data, x->grad, g->grad, b->grad};
+        const int64_t len[4] = {n, n, C, C};
+        for (int k = 0; k < 4; k++) {
+            got[fused][k] = malloc((size_t)len[k] * sizeof(float));
+            memcpy(got[fused][k], src[k], (size_t)len[k] * sizeof(float));
+        }
+        akt_tape_free(&t);
+    }
+    const int64_t len[4] = {n, n, C, C};
+    for (int k = 0; k < 4; k++) {
+        assert_memory_equal(got[0][k], got[1][k], (size_t)len[k] * sizeof(float));
+        free(got[0][k]);
+        free(got[1][k]);
+    }
+}
+
+static void test_bn_relu_matches_unfused(void **state)
+{
+    (void)state;
+    fused_vs_unfused(AKT_BN_EVAL, 1);
+    fused_vs_unfused(AKT_BN_EVAL, 0);
+    fused_vs_unfused(AKT_BN_BATCH, 1);
+    fused_vs_unfused(AKT_BN_BATCH, 0);
+}
 
 static void test_bn_eval_values(void **state)
 {
@@ -633,6 +703,8 @@ int main(void)
         cmocka_unit_test(test_linear_values),
         cmocka_unit_test(test_bn_eval_grad),
         cmocka_unit_test(test_bn_batch_grad),
+        cmocka_unit_test(test_bn_relu_grad),
+        cmocka_unit_test(test_bn_relu_matches_unfused),
         cmocka_unit_test(test_bn_eval_values),
         cmocka_unit_test(test_bn_batch_values),
         cmocka_unit_test(test_bn_batch_grad_invariant),

@@ -182,7 +182,8 @@ static struct akt_tensor *conv(struct fwd *f, struct akt_tensor *x, int stride, 
     return akt_conv2d(f->t, x, w, NULL, stride, pad);
 }
 
-static struct akt_tensor *bn(struct fwd *f, struct akt_tensor *x)
+/* BN, with the ReLU after it fused in (one pass each way) when relu */
+static struct akt_tensor *bn_maybe_relu(struct fwd *f, struct akt_tensor *x, int relu)
 {
     int idx = f->next_param;
     f->next_param += 4;
@@ -199,12 +200,15 @@ static struct akt_tensor *bn(struct fwd *f, struct akt_tensor *x)
         .eps = f->m->bn_eps,
         .momentum = 0.1f,
     };
-    return akt_batchnorm(f->t, x, &p, f->o->bn_batch ? AKT_BN_BATCH : AKT_BN_EVAL);
+    enum akt_bn_mode mode = f->o->bn_batch ? AKT_BN_BATCH : AKT_BN_EVAL;
+    return relu ? akt_batchnorm_relu(f->t, x, &p, mode) : akt_batchnorm(f->t, x, &p, mode);
 }
 
-static struct akt_tensor *relu_q(struct fwd *f, struct akt_tensor *x)
+static struct akt_tensor *bn(struct fwd *f, struct akt_tensor *x) { return bn_maybe_relu(f, x, 0); }
+
+/* x is a ReLU's output; the student's activation quantizer follows it */
+static struct akt_tensor *act_q(struct fwd *f, struct akt_tensor *y)
 {
-    struct akt_tensor *y = akt_relu(f->t, x);
     int idx = f->next_act++;
     if (f->o->quant && f->o->quant->act)
         y = f->o->quant->act(f->o->quant->ctx, f->t, idx, y);
@@ -221,11 +225,11 @@ void akt_resnet_forward(const struct akt_resnet *m, struct akt_tape *t, struct a
     memset(out, 0, sizeof *out);
     struct fwd f = {.m = m, .t = t, .o = o, .out = out};
 
-    struct akt_tensor *h = relu_q(&f, bn(&f, conv(&f, x, 1, 1)));
+    struct akt_tensor *h = act_q(&f, bn_maybe_relu(&f, conv(&f, x, 1, 1), 1));
     for (int b = 0; b < AKT_RESNET_BLOCKS; b++) {
         int cin, cout, stride;
         block_geometry(b, &cin, &cout, &stride);
-        struct akt_tensor *u = relu_q(&f, bn(&f, conv(&f, h, stride, 1)));
+        struct akt_tensor *u = act_q(&f, bn_maybe_relu(&f, conv(&f, h, stride, 1), 1));
         struct akt_tensor *body = bn(&f, conv(&f, u, 1, 1));
         out->features[b] = body;
         struct akt_tensor *sc = h;
@@ -235,7 +239,7 @@ void akt_resnet_forward(const struct akt_resnet *m, struct akt_tape *t, struct a
             else
                 sc = akt_subsample_pad(t, h, stride, (cout - cin) / 2);
         }
-        h = relu_q(&f, akt_add(t, body, sc));
+        h = act_q(&f, akt_add_relu(t, body, sc));
     }
     struct akt_tensor *pooled = akt_global_avgpool(t, h);
     int wi = f.next_param++;

@@ -1,9 +1,14 @@
-/* Elementwise ops: add, sub, mul, div (b same shape or scalar), scale,
- * square, relu, leaky relu, tanh, hinge.
+/* Elementwise ops: add, sub, mul, div (b same shape or scalar), add+relu,
+ * scale, square, relu, leaky relu, tanh, hinge.
  *
  * Each op: a kernel pair on raw arrays (forward writes out, backward
  * accumulates into input grads), then the tape wrapper. */
 #include "internal.h"
+
+/* g where x > 0, else 0. Both values are loaded before the select (as
+ * function arguments): a conditional load of g, or dout * (x > 0) (a
+ * conditional multiply under -ftrapping-math), keeps the loop scalar. */
+static inline float relu_pass(float x, float g) { return x > 0 ? g : 0.0f; }
 
 /* -------------------------------------------------------------- binary --- */
 enum { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV };
@@ -139,6 +144,43 @@ struct akt_tensor *akt_div(struct akt_tape *t, struct akt_tensor *a, struct akt_
     return binary(t, a, b, BIN_DIV, "div");
 }
 
+/* ------------------------------------------------------------ add_relu --- */
+
+static void add_relu_bw(struct akt_tape *t, const struct akt_node *n)
+{
+    (void)t;
+    struct akt_tensor *a = n->in[0], *b = n->in[1];
+    const float *dout = n->out->grad, *y = n->out->data;
+    int64_t N = n->out->n;
+    /* y > 0 exactly where a + b > 0 */
+    if (a->requires_grad) {
+        int add = akt_grad_claim(a);
+        float *da = a->grad;
+        EW_GRAD(N, add, da, relu_pass(y[i], dout[i]));
+    }
+    if (b->requires_grad) {
+        int add = akt_grad_claim(b);
+        float *db = b->grad;
+        EW_GRAD(N, add, db, relu_pass(y[i], dout[i]));
+    }
+}
+
+struct akt_tensor *akt_add_relu(struct akt_tape *t, struct akt_tensor *a, struct akt_tensor *b)
+{
+    AKT_ASSERT(akt_tensor_same_shape(a, b));
+    struct akt_tensor *out = akt_tensor_new_uninit(t, a->ndim, a->shape, 0);
+    float *o = out->data;
+    const float *ad = a->data, *bd = b->data;
+    EW_LOOP(a->n, {
+        float v = ad[i] + bd[i];
+        o[i] = v > 0 ? v : 0.0f;
+    });
+    struct akt_node *nd = akt_tape_push(t, add_relu_bw, "add_relu", out, a, b, NULL, NULL);
+    if (nd)
+        nd->flags = AKT_NODE_CLAIMS_GRADS;
+    return out;
+}
+
 /* --------------------------------------------------------------- unary --- */
 enum { UN_SCALE, UN_SQUARE, UN_RELU, UN_LEAKY, UN_TANH, UN_HINGE };
 
@@ -153,11 +195,6 @@ static void unary_forward(float *out, const float *x, int64_t n, int op, float s
     default: EW_LOOP(n, out[i] = s * x[i] + c > 0 ? s * x[i] + c : 0.0f); break;
     }
 }
-
-/* g where x > 0, else 0. Both values are loaded before the select (as
- * function arguments): a conditional load of g, or dout * (x > 0) (a
- * conditional multiply under -ftrapping-math), keeps the loop scalar. */
-static inline float relu_pass(float x, float g) { return x > 0 ? g : 0.0f; }
 
 /* dx (+)= dout * f'(x), the derivative from the input x or the output y;
  * add 0 writes dx */

@@ -141,6 +141,8 @@ void *akt_tape_alloc_uninit(struct akt_tape *t, size_t bytes); /* contents undef
 
 /* Elementwise. b may have the same shape as a or be a scalar (n == 1). */
 struct akt_tensor *akt_add(struct akt_tape *t, struct akt_tensor *a, struct akt_tensor *b);
+/* relu(a + b), a and b of one shape: the residual join, one pass each way */
+struct akt_tensor *akt_add_relu(struct akt_tape *t, struct akt_tensor *a, struct akt_tensor *b);
 struct akt_tensor *akt_sub(struct akt_tape *t, struct akt_tensor *a, struct akt_tensor *b);
 struct akt_tensor *akt_mul(struct akt_tape *t, struct akt_tensor *a, struct akt_tensor *b);
 struct akt_tensor *akt_div(struct akt_tape *t, struct akt_tensor *a, struct akt_tensor *b);
@@ -208,6 +210,10 @@ struct akt_bn_params {
 };
 struct akt_tensor *akt_batchnorm(struct akt_tape *t, struct akt_tensor *x,
                                  const struct akt_bn_params *p, enum akt_bn_mode mode);
+/* relu(batchnorm(x)) in one pass each way, bit-identical to the two ops
+ * (the ReLU's mask is recomputed from x in backward, never stored). */
+struct akt_tensor *akt_batchnorm_relu(struct akt_tape *t, struct akt_tensor *x,
+                                      const struct akt_bn_params *p, enum akt_bn_mode mode);
 /* Per-channel batch mean and biased variance over (N,H,W): x [N,C,H,W] ->
  * mean [C], var [C] (for the BN-statistics loss). */
 void akt_batch_stats(struct akt_tape *t, struct akt_tensor *x, struct akt_tensor **mean,
