@@ -55,30 +55,44 @@ static void ste_bw(struct akt_tape *t, const struct akt_node *n)
     float *dx = n->in[0]->grad;
     const float *dout = n->out->grad;
     int64_t cnt = n->out->n;
-    AKT_PARALLEL_FOR(cnt)
-    for (int64_t i = 0; i < cnt; i++)
-        dx[i] += dout[i];
+    if (akt_grad_claim(n->in[0])) {
+        AKT_PARALLEL_FOR(cnt)
+        for (int64_t i = 0; i < cnt; i++)
+            dx[i] += dout[i];
+    } else {
+        AKT_PARALLEL_FOR(cnt)
+        for (int64_t i = 0; i < cnt; i++)
+            dx[i] = dout[i];
+    }
+}
+
+static void push_ste(struct akt_tape *t, const char *name, struct akt_tensor *out,
+                     struct akt_tensor *x)
+{
+    struct akt_node *nd = akt_tape_push(t, ste_bw, name, out, x, NULL, NULL, NULL);
+    if (nd)
+        nd->flags = AKT_NODE_CLAIMS_GRADS;
 }
 
 struct akt_tensor *akt_fake_quant(struct akt_tape *t, struct akt_tensor *x, float lo, float hi,
                                   int bits)
 {
     struct qparams p = qparams_of(lo, hi, bits);
-    struct akt_tensor *out = akt_tensor_new(t, x->ndim, x->shape, 0);
+    struct akt_tensor *out = akt_tensor_new_uninit(t, x->ndim, x->shape, 0); /* all written */
     const float *xd = x->data;
     float *o = out->data;
     int64_t n = x->n;
     AKT_PARALLEL_FOR(n)
     for (int64_t i = 0; i < n; i++)
         o[i] = fq(xd[i], p);
-    akt_tape_push(t, ste_bw, "fake_quant", out, x, NULL, NULL, NULL);
+    push_ste(t, "fake_quant", out, x);
     return out;
 }
 
 struct akt_tensor *akt_fake_quant_channel(struct akt_tape *t, struct akt_tensor *w, int bits)
 {
     AKT_ASSERT(bits >= 2 && bits <= 8 && w->shape[0] > 0);
-    struct akt_tensor *out = akt_tensor_new(t, w->ndim, w->shape, 0);
+    struct akt_tensor *out = akt_tensor_new_uninit(t, w->ndim, w->shape, 0); /* all written */
     int rows = w->shape[0];
     int64_t cols = w->n / rows;
     const float *wd = w->data;
@@ -97,6 +111,6 @@ struct akt_tensor *akt_fake_quant_channel(struct akt_tape *t, struct akt_tensor 
         for (int64_t j = 0; j < cols; j++)
             o[(int64_t)r * cols + j] = fq(row[j], p);
     }
-    akt_tape_push(t, ste_bw, "fake_quant_channel", out, w, NULL, NULL, NULL);
+    push_ste(t, "fake_quant_channel", out, w);
     return out;
 }

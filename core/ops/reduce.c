@@ -14,10 +14,32 @@
  * reads along mid stay contiguous when inner > 1. */
 #define SUM_BLOCK 64
 
-/* out[o,i] = (sum_m x[o,m,i]) / div, accumulated in double */
+#define SUM_LANES 8 /* partial sums of a row reduction (inner == 1) */
+
+/* out[o,i] = (sum_m x[o,m,i]) / div, accumulated in double. With inner 1
+ * (a row sum), element m goes to partial sum m % SUM_LANES, added in order
+ * at the end: one serial double add per element was latency-bound. */
 static void sum_forward(float *out, const float *x, int64_t outer, int64_t mid, int64_t inner,
                         double div)
 {
+    if (inner == 1) {
+        AKT_PARALLEL_FOR(outer * mid)
+        for (int64_t o = 0; o < outer; o++) {
+            const float *r = x + o * mid;
+            double acc[SUM_LANES] = {0};
+            int64_t m8 = mid - mid % SUM_LANES;
+            for (int64_t m = 0; m < m8; m += SUM_LANES)
+                for (int j = 0; j < SUM_LANES; j++)
+                    acc[j] += r[m + j];
+            for (int64_t m = m8; m < mid; m++)
+                acc[m - m8] += r[m];
+            double tot = 0;
+            for (int j = 0; j < SUM_LANES; j++)
+                tot += acc[j];
+            out[o] = (float)(tot / div);
+        }
+        return;
+    }
     int64_t nblk = (inner + SUM_BLOCK - 1) / SUM_BLOCK;
     AKT_PARALLEL_FOR(outer * mid * inner)
     for (int64_t k = 0; k < outer * nblk; k++) {
@@ -35,16 +57,22 @@ static void sum_forward(float *out, const float *x, int64_t outer, int64_t mid, 
     }
 }
 
-/* dx[o,m,i] += dout[o,i] / div */
+/* dx[o,m,i] (+)= dout[o,i] / div; add 0 writes dx */
 static void sum_backward(float *dx, const float *dout, int64_t outer, int64_t mid, int64_t inner,
-                         double div)
+                         double div, int add)
 {
-    int64_t n = outer * mid * inner;
-    AKT_PARALLEL_FOR(n)
-    for (int64_t j = 0; j < n; j++) {
-        int64_t o = j / (mid * inner), i = j % inner;
-        dx[j] += (float)(dout[o * inner + i] / div);
-    }
+    AKT_PARALLEL_FOR(outer * mid * inner)
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t m = 0; m < mid; m++) {
+            float *d = dx + (o * mid + m) * inner;
+            const float *g = dout + o * inner;
+            if (add)
+                for (int64_t i = 0; i < inner; i++)
+                    d[i] += (float)(g[i] / div);
+            else
+                for (int64_t i = 0; i < inner; i++)
+                    d[i] = (float)(g[i] / div);
+        }
 }
 
 static void sum_bw(struct akt_tape *t, const struct akt_node *n)
@@ -55,7 +83,8 @@ static void sum_bw(struct akt_tape *t, const struct akt_node *n)
         return;
     int64_t outer, mid, inner;
     akt__split(x, n->ip[0], n->ip[1], &outer, &mid, &inner);
-    sum_backward(x->grad, n->out->grad, outer, mid, inner, n->ip[2] ? (double)mid : 1.0);
+    sum_backward(x->grad, n->out->grad, outer, mid, inner, n->ip[2] ? (double)mid : 1.0,
+                 akt_grad_claim(x));
 }
 
 static struct akt_tensor *sum_op(struct akt_tape *t, struct akt_tensor *x, int a0, int a1,
@@ -68,6 +97,7 @@ static struct akt_tensor *sum_op(struct akt_tape *t, struct akt_tensor *x, int a
     sum_forward(out->data, x->data, outer, mid, inner, mean ? (double)mid : 1.0);
     struct akt_node *nd = akt_tape_push(t, sum_bw, name, out, x, NULL, NULL, NULL);
     if (nd) {
+        nd->flags = AKT_NODE_CLAIMS_GRADS;
         nd->ip[0] = a0;
         nd->ip[1] = a1;
         nd->ip[2] = mean;
