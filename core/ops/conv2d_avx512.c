@@ -20,7 +20,9 @@
  *            added into the phase planes and scattered back
  *   dw       dw[co][k] = sum_q dyg[co][q] * xpad[ci(k)][q + off(k)], dyg = dy on
  *            the pw grid with zero columns; tile 4 channels x 6 taps of
- *            16-lane partial sums, reduced after a group of images.
+ *            16-lane partial sums, kept as vectors per thread and summed
+ *            across lanes once at the end (or, for large Cout*K, summed
+ *            after each group of images).
  *
  * Threads: images are split into fixed contiguous ranges (one per thread);
  * dw partials per thread are added in thread order, so results are
@@ -113,19 +115,41 @@ static void pad_image(float *dst, const float *src, const struct pgeom *g)
         }
         return;
     }
-    memset(dst, 0, planes * sizeof(float));
+    /* every float of every phase plane written once: zero rows above and
+     * below the image, zero columns left and right of it, the rest a
+     * strided copy (a constant stride 2 vectorises) */
     for (int c = 0; c < g->C; c++) {
         const float *sc = src + (size_t)c * g->H * g->W;
         for (int py = 0; py < g->npy; py++)
             for (int px = 0; px < g->npx; px++) {
                 float *d = dst + plane_of(g, c, py, px);
-                /* first source row/column of this phase, and where it lands */
-                int y0 = ((py - p) % s + s) % s, x0 = ((px - p) % s + s) % s;
-                for (int y = y0; y < g->H; y += s) {
-                    float *dr = d + (size_t)((y + p) / s) * g->pws + (x0 + p) / s;
-                    const float *sr = sc + (size_t)y * g->W;
-                    for (int x = x0, j = 0; x < g->W; x += s, j++)
-                        dr[j] = sr[x];
+                /* phase column j holds padded column j*s + px, i.e. source
+                 * column j*s + px - p: valid for j in [j0, j1) */
+                int j0 = 0;
+                while (j0 < g->pws && j0 * s + px - p < 0)
+                    j0++;
+                int j1 = j0;
+                while (j1 < g->pws && j1 * s + px - p < g->W)
+                    j1++;
+                int x0 = j0 * s + px - p;
+                for (int i = 0; i < g->phs; i++) {
+                    float *dr = d + (size_t)i * g->pws;
+                    int y = i * s + py - p;
+                    if (y < 0 || y >= g->H) {
+                        memset(dr, 0, (size_t)g->pws * sizeof(float));
+                        continue;
+                    }
+                    const float *sr = sc + (size_t)y * g->W + x0;
+                    for (int j = 0; j < j0; j++)
+                        dr[j] = 0.0f;
+                    if (s == 2)
+                        for (int j = 0; j < j1 - j0; j++)
+                            dr[j0 + j] = sr[2 * j];
+                    else
+                        for (int j = 0; j < j1 - j0; j++)
+                            dr[j0 + j] = sr[(size_t)j * s];
+                    for (int j = j1; j < g->pws; j++)
+                        dr[j] = 0.0f;
                 }
             }
     }
@@ -416,10 +440,14 @@ void akt_conv_dinput_avx512(float *dx, const float *dy, const float *w, int N, i
 #define DK 6 /* taps per dw tile */
 
 /* acc[r][j] += dy[r][q] * x[off[j] + q] over q in [0, Qr) step VL, for
- * nimg images; then horizontally summed and added to dw rows. */
+ * nimg images; then added to dw. vec 1: dw holds 16-lane vectors and the
+ * accumulators are added as they are (a horizontal sum per accumulator and
+ * image group cost a quarter of the tile's time on 32x32 maps; the lanes
+ * are summed once at the end); vec 0: horizontal sums added to dw (for
+ * large Cout*K, where the vectors would not stay in cache). */
 static AVX512 void dw_tile(float *dwp, size_t dw_ld, const float *const *dyg, size_t dys,
                            const float *const *xp, const int *off, int nr, int nk, int Qr,
-                           int nimg)
+                           int nimg, int vec)
 {
     __m512 acc[DR][DK];
     for (int r = 0; r < DR; r++)
@@ -446,9 +474,29 @@ static AVX512 void dw_tile(float *dwp, size_t dw_ld, const float *const *dyg, si
             }
         }
     }
+    if (vec) {
+        for (int r = 0; r < nr; r++)
+            for (int j = 0; j < nk; j++) {
+                float *d = dwp + (r * dw_ld + j) * VL;
+                _mm512_store_ps(d, _mm512_add_ps(_mm512_load_ps(d), acc[r][j]));
+            }
+        return;
+    }
     for (int r = 0; r < nr; r++)
         for (int j = 0; j < nk; j++)
             dwp[r * dw_ld + j] += _mm512_reduce_add_ps(acc[r][j]);
+}
+
+/* dst[i] = the 16 lanes of src16[i] summed in lane order */
+static AVX512 void lanes_sum(float *dst, const float *src16, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const float *v = src16 + i * VL;
+        float s = 0.0f;
+        for (int l = 0; l < VL; l++)
+            s += v[l];
+        dst[i] = s;
+    }
 }
 
 /* dy [O][Ho][Wo] onto the pws grid (zero columns ox >= Wo, zero tail). */
@@ -477,9 +525,10 @@ void akt_conv_dweight_avx512(float *dw, const float *dy, const float *x, int N, 
     size_t dys = (size_t)g.Qr; /* multiple of VL: aligned rows */
     size_t dyimg = (size_t)Cout * dys;
     size_t ximg = (g.nbuf + VL - 1) / VL * VL;
-    /* images per group: enough positions per tile to amortise the final
-     * horizontal sums, bounded by the cache footprint */
-    int G = (1024 + g.Q - 1) / g.Q;
+    /* images per group: enough positions per tile to amortise the tile's
+     * set-up and the accumulators' write-back, bounded by the cache
+     * footprint (L2) */
+    int G = (2048 + g.Q - 1) / g.Q;
     size_t per = (dyimg + ximg) * sizeof(float);
     while (G > 1 && (size_t)G * per > (size_t)768 * 1024)
         G--;
@@ -488,8 +537,12 @@ void akt_conv_dweight_avx512(float *dw, const float *dy, const float *x, int N, 
     int *off = (int *)akt_scratch(1, (size_t)K);
     tap_offsets(off, &g);
     int T = nthreads_for(N);
-    float *part = akt_scratch(0, (size_t)T * Cout * K);
-    memset(part, 0, (size_t)T * Cout * K * sizeof(float));
+    size_t nw = (size_t)Cout * K;
+    /* per thread: 16-lane partial sums when they fit in L2 with room to
+     * spare, then their lane totals */
+    int vec = nw * VL * sizeof(float) <= (size_t)256 * 1024;
+    size_t vl = vec ? VL : 0;
+    float *part = akt_scratch(0, (size_t)T * nw * (vl + 1));
 #ifdef _OPENMP
 #pragma omp parallel num_threads(T) if (T > 1)
 #endif
@@ -501,7 +554,12 @@ void akt_conv_dweight_avx512(float *dw, const float *dy, const float *x, int N, 
         int n0, n1;
         my_range(N, T, tid, &n0, &n1);
         float *buf = akt_scratch(2, (size_t)G * (dyimg + ximg));
-        float *pd = part + (size_t)tid * Cout * K;
+        float *p16 = part + (size_t)tid * nw * vl;
+        float *pd = part + (size_t)T * nw * vl + (size_t)tid * nw;
+        if (vec)
+            memset(p16, 0, nw * VL * sizeof(float));
+        else
+            memset(pd, 0, nw * sizeof(float));
         const float *dyp[MAX_GROUP], *xpp[MAX_GROUP];
         for (int m0 = n0; m0 < n1; m0 += G) {
             int ng = n1 - m0 < G ? n1 - m0 : G;
@@ -520,16 +578,18 @@ void akt_conv_dweight_avx512(float *dw, const float *dy, const float *x, int N, 
                     dyr[m] = dyp[m] + (size_t)r0 * dys;
                 for (int k0 = 0; k0 < K; k0 += DK) {
                     int nk = K - k0 < DK ? K - k0 : DK;
-                    dw_tile(pd + (size_t)r0 * K + k0, (size_t)K, dyr, dys, xpp, off + k0, nr, nk,
-                            g.Qr, ng);
+                    dw_tile(vec ? p16 + ((size_t)r0 * K + k0) * VL : pd + (size_t)r0 * K + k0,
+                            (size_t)K, dyr, dys, xpp, off + k0, nr, nk, g.Qr, ng, vec);
                 }
             }
         }
+        if (vec)
+            lanes_sum(pd, p16, nw);
     }
     /* fixed-order reduction of the per-thread partials */
     for (int t = 0; t < T; t++) {
-        const float *pd = part + (size_t)t * Cout * K;
-        for (size_t i = 0; i < (size_t)Cout * K; i++)
+        const float *pd = part + (size_t)T * nw * vl + (size_t)t * nw;
+        for (size_t i = 0; i < nw; i++)
             dw[i] += pd[i];
     }
 }
