@@ -284,6 +284,23 @@ static struct akt_tensor *f_lazy_chain(struct akt_tape *t, struct akt_tensor **i
     return akt_mul(t, akt_mul(t, e, e), k);
 }
 
+/* The other write-first kernels: upsample, global average pool, batch
+ * statistics (mean and variance of one input) and a row mean, each into a
+ * lazy buffer. */
+static struct akt_tensor *f_lazy_chain2(struct akt_tape *t, struct akt_tensor **in, void *u)
+{
+    (void)u;
+    /* recorded first, so its backward runs last and adds into a */
+    struct akt_tensor *a = akt_scale(t, in[0], 1.5f, 0.1f);
+    struct akt_tensor *rowmean = akt_mean(t, akt_square(t, a), 2, 4); /* [N,C] */
+    struct akt_tensor *up = akt_upsample2x(t, a);                      /* writes a's grad */
+    struct akt_tensor *pooled = akt_global_avgpool(t, akt_square(t, up)); /* [N,C] */
+    struct akt_tensor *m, *v;
+    akt_batch_stats(t, up, &m, &v); /* var writes up's grad, mean adds */
+    struct akt_tensor *k = akt_sum(t, akt_mul(t, m, v), 0, 1); /* [1] */
+    return akt_add(t, akt_mul(t, pooled, k), rowmean);
+}
+
 static void run_lazy_chain(void)
 {
     const struct gc_input in[] = {
@@ -293,6 +310,8 @@ static void run_lazy_chain(void)
         {SHAPE(1), .grad = 1, .lo = 0.5f, .hi = 1.0f},
     };
     assert_int_equal(gradcheck("lazy_chain", f_lazy_chain, NULL, 4, in, 701, 1e-2f, 2e-3), 0);
+    const struct gc_input in2[] = {{SHAPE(2, 3, 3, 3), .grad = 1}};
+    assert_int_equal(gradcheck("lazy_chain2", f_lazy_chain2, NULL, 1, in2, 702, 1e-2f, 2e-3), 0);
 }
 
 static void test_lazy_chain(void **state)

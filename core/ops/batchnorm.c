@@ -321,8 +321,8 @@ static void stats_forward(float *mean, float *var, const float *x, int N, int C,
     }
 }
 
-/* d mean_c / dx = 1/M */
-static void mean_backward(float *dx, const float *dmean, int N, int C, int64_t HW)
+/* d mean_c / dx = 1/M; add 0 writes dx (the first gradient into it) */
+static void mean_backward(float *dx, const float *dmean, int N, int C, int64_t HW, int add)
 {
     float inv = (float)(1.0 / ((double)N * HW));
     AKT_PARALLEL_FOR((int64_t)C * N * HW)
@@ -330,15 +330,20 @@ static void mean_backward(float *dx, const float *dmean, int N, int C, int64_t H
         float g = dmean[c] * inv;
         for (int n = 0; n < N; n++) {
             float *d = dx + ((int64_t)n * C + c) * HW;
-            for (int64_t p = 0; p < HW; p++)
-                d[p] += g;
+            if (add)
+                for (int64_t p = 0; p < HW; p++)
+                    d[p] += g;
+            else
+                for (int64_t p = 0; p < HW; p++)
+                    d[p] = g;
         }
     }
 }
 
-/* d var_c / dx = 2 (x - mean_c) / M; the path through the mean sums to zero */
+/* d var_c / dx = 2 (x - mean_c) / M; the path through the mean sums to zero.
+ * add 0 writes dx. */
 static void var_backward(float *dx, const float *dvar, const float *x, const float *mean, int N,
-                         int C, int64_t HW)
+                         int C, int64_t HW, int add)
 {
     double M = (double)N * HW;
     AKT_PARALLEL_FOR((int64_t)C * N * HW)
@@ -347,8 +352,12 @@ static void var_backward(float *dx, const float *dvar, const float *x, const flo
         float m = mean[c];
         for (int n = 0; n < N; n++) {
             int64_t off = ((int64_t)n * C + c) * HW;
-            for (int64_t p = 0; p < HW; p++)
-                dx[off + p] += (float)(g * (double)(x[off + p] - m));
+            if (add)
+                for (int64_t p = 0; p < HW; p++)
+                    dx[off + p] += (float)(g * (double)(x[off + p] - m));
+            else
+                for (int64_t p = 0; p < HW; p++)
+                    dx[off + p] = (float)(g * (double)(x[off + p] - m));
         }
     }
 }
@@ -356,14 +365,15 @@ static void var_backward(float *dx, const float *dvar, const float *x, const flo
 static void stats_mean_bw(struct akt_tape *t, const struct akt_node *n)
 {
     (void)t;
-    mean_backward(n->in[0]->grad, n->out->grad, n->ip[0], n->ip[1], (int64_t)n->ip[2] * n->ip[3]);
+    mean_backward(n->in[0]->grad, n->out->grad, n->ip[0], n->ip[1], (int64_t)n->ip[2] * n->ip[3],
+                  akt_grad_claim(n->in[0]));
 }
 
 static void stats_var_bw(struct akt_tape *t, const struct akt_node *n)
 {
     (void)t;
     var_backward(n->in[0]->grad, n->out->grad, n->in[0]->data, n->saved[0], n->ip[0], n->ip[1],
-                 (int64_t)n->ip[2] * n->ip[3]);
+                 (int64_t)n->ip[2] * n->ip[3], akt_grad_claim(n->in[0]));
 }
 
 void akt_batch_stats(struct akt_tape *t, struct akt_tensor *x, struct akt_tensor **mean,
@@ -378,6 +388,7 @@ void akt_batch_stats(struct akt_tape *t, struct akt_tensor *x, struct akt_tensor
     int h = x->ndim == 4 ? x->shape[2] : 1, w = x->ndim == 4 ? x->shape[3] : 1;
     struct akt_node *nd = akt_tape_push(t, stats_mean_bw, "batch_mean", mu, x, NULL, NULL, NULL);
     if (nd) {
+        nd->flags = AKT_NODE_CLAIMS_GRADS;
         nd->ip[0] = N;
         nd->ip[1] = C;
         nd->ip[2] = h;
@@ -385,6 +396,7 @@ void akt_batch_stats(struct akt_tape *t, struct akt_tensor *x, struct akt_tensor
     }
     nd = akt_tape_push(t, stats_var_bw, "batch_var", v, x, NULL, NULL, NULL);
     if (nd) {
+        nd->flags = AKT_NODE_CLAIMS_GRADS;
         nd->saved[0] = mu->data; /* arena memory, stable until reset */
         nd->ip[0] = N;
         nd->ip[1] = C;

@@ -15,13 +15,18 @@ static void avgpool_forward(float *y, const float *x, int64_t planes, int64_t HW
     }
 }
 
-static void avgpool_backward(float *dx, const float *dy, int64_t planes, int64_t HW)
+/* dx (+)= dy / HW; add 0 writes dx (the first gradient into a lazy buffer) */
+static void avgpool_backward(float *dx, const float *dy, int64_t planes, int64_t HW, int add)
 {
     AKT_PARALLEL_FOR(planes * HW)
     for (int64_t i = 0; i < planes; i++) {
         float g = (float)(dy[i] / (double)HW);
-        for (int64_t p = 0; p < HW; p++)
-            dx[i * HW + p] += g;
+        if (add)
+            for (int64_t p = 0; p < HW; p++)
+                dx[i * HW + p] += g;
+        else
+            for (int64_t p = 0; p < HW; p++)
+                dx[i * HW + p] = g;
     }
 }
 
@@ -30,7 +35,7 @@ static void avgpool_bw(struct akt_tape *t, const struct akt_node *n)
     (void)t;
     struct akt_tensor *x = n->in[0];
     avgpool_backward(x->grad, n->out->grad, (int64_t)x->shape[0] * x->shape[1],
-                     (int64_t)x->shape[2] * x->shape[3]);
+                     (int64_t)x->shape[2] * x->shape[3], akt_grad_claim(x));
 }
 
 struct akt_tensor *akt_global_avgpool(struct akt_tape *t, struct akt_tensor *x)
@@ -41,7 +46,9 @@ struct akt_tensor *akt_global_avgpool(struct akt_tape *t, struct akt_tensor *x)
     int shape[2] = {x->shape[0], x->shape[1]};
     struct akt_tensor *y = akt_tensor_new_uninit(t, 2, shape, 0); /* all written */
     avgpool_forward(y->data, x->data, y->n, HW);
-    akt_tape_push(t, avgpool_bw, "global_avgpool", y, x, NULL, NULL, NULL);
+    struct akt_node *nd = akt_tape_push(t, avgpool_bw, "global_avgpool", y, x, NULL, NULL, NULL);
+    if (nd)
+        nd->flags = AKT_NODE_CLAIMS_GRADS;
     return y;
 }
 
@@ -65,8 +72,8 @@ static void upsample_forward(float *y, const float *x, int64_t planes, int H, in
     }
 }
 
-/* dx[h][w] += the four copies' gradients, in a fixed order */
-static void upsample_backward(float *dx, const float *dy, int64_t planes, int H, int W)
+/* dx[h][w] (+)= the four copies' gradients, in a fixed order; add 0 writes */
+static void upsample_backward(float *dx, const float *dy, int64_t planes, int H, int W, int add)
 {
     int64_t in_sz = (int64_t)H * W, out_sz = 4 * in_sz;
     AKT_PARALLEL_FOR(planes * out_sz)
@@ -75,8 +82,10 @@ static void upsample_backward(float *dx, const float *dy, int64_t planes, int H,
         const float *dyp = dy + i * out_sz;
         for (int h = 0; h < H; h++) {
             const float *r0 = dyp + (int64_t)(2 * h) * (2 * W), *r1 = r0 + 2 * W;
-            for (int w = 0; w < W; w++)
-                dxp[(int64_t)h * W + w] += (r0[2 * w] + r0[2 * w + 1]) + (r1[2 * w] + r1[2 * w + 1]);
+            for (int w = 0; w < W; w++) {
+                float g = (r0[2 * w] + r0[2 * w + 1]) + (r1[2 * w] + r1[2 * w + 1]);
+                dxp[(int64_t)h * W + w] = add ? dxp[(int64_t)h * W + w] + g : g;
+            }
         }
     }
 }
@@ -86,7 +95,7 @@ static void upsample_bw(struct akt_tape *t, const struct akt_node *n)
     (void)t;
     struct akt_tensor *x = n->in[0];
     upsample_backward(x->grad, n->out->grad, (int64_t)x->shape[0] * x->shape[1], x->shape[2],
-                      x->shape[3]);
+                      x->shape[3], akt_grad_claim(x));
 }
 
 struct akt_tensor *akt_upsample2x(struct akt_tape *t, struct akt_tensor *x)
@@ -96,7 +105,9 @@ struct akt_tensor *akt_upsample2x(struct akt_tape *t, struct akt_tensor *x)
     struct akt_tensor *y = akt_tensor_new_uninit(t, 4, shape, 0); /* all written */
     upsample_forward(y->data, x->data, (int64_t)x->shape[0] * x->shape[1], x->shape[2],
                      x->shape[3]);
-    akt_tape_push(t, upsample_bw, "upsample2x", y, x, NULL, NULL, NULL);
+    struct akt_node *nd = akt_tape_push(t, upsample_bw, "upsample2x", y, x, NULL, NULL, NULL);
+    if (nd)
+        nd->flags = AKT_NODE_CLAIMS_GRADS;
     return y;
 }
 
