@@ -106,7 +106,11 @@ static void pad_image(float *dst, const float *src, const struct pgeom *g)
             memset(d, 0, ((size_t)p * pw + p) * sizeof(float));
             for (int y = 0; y < g->H; y++) {
                 float *dr = d + (size_t)(y + p) * pw + p;
-                memcpy(dr, sc + (size_t)y * g->W, (size_t)g->W * sizeof(float));
+                const float *sr = sc + (size_t)y * g->W;
+                /* a loop, not memcpy: rows are 8-32 floats, a call each
+                 * cost more than the copy */
+                for (int x = 0; x < g->W; x++)
+                    dr[x] = sr[x];
                 /* right pad of this row and left pad of the next */
                 for (int x = g->W; x < g->W + 2 * p; x++)
                     dr[x] = 0.0f;
@@ -506,9 +510,12 @@ static void grid_image(float *dst, const float *dy, int O, const struct pgeom *g
         float *d = dst + (size_t)o * dys;
         const float *s = dy + (size_t)o * g->Ho * g->Wo;
         for (int y = 0; y < g->Ho; y++) {
-            memcpy(d + (size_t)y * g->pws, s + (size_t)y * g->Wo, (size_t)g->Wo * sizeof(float));
+            float *dr = d + (size_t)y * g->pws;
+            const float *sr = s + (size_t)y * g->Wo;
+            for (int x = 0; x < g->Wo; x++) /* short rows: no memcpy call */
+                dr[x] = sr[x];
             for (int x = g->Wo; x < g->pws; x++)
-                d[(size_t)y * g->pws + x] = 0.0f;
+                dr[x] = 0.0f;
         }
         for (size_t q = (size_t)g->Q; q < dys; q++)
             d[q] = 0.0f;
