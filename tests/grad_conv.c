@@ -40,6 +40,7 @@ static void run_gradchecks(void)
     assert_int_equal(check("3x3 s2 p1", 2, 3, 7, 6, 4, 3, 2, 1, 0, 3), 0);
     assert_int_equal(check("3x3 s2 p1 bias", 3, 5, 6, 6, 3, 3, 2, 1, 1, 4), 0);
     assert_int_equal(check("1x1 s2 p0", 3, 5, 6, 6, 7, 1, 2, 0, 0, 5), 0);
+    assert_int_equal(check("3x3 s2 p0", 2, 3, 8, 8, 4, 3, 2, 0, 0, 10), 0);
     assert_int_equal(check("1x1 s2 p0 bias", 2, 6, 5, 7, 9, 1, 2, 0, 1, 6), 0);
     assert_int_equal(check("1x1 s1 p0 bias", 2, 9, 4, 3, 10, 1, 1, 0, 1, 7), 0);
     assert_int_equal(check("3x3 s1 p0", 2, 4, 6, 7, 3, 3, 1, 0, 1, 8), 0);
@@ -264,7 +265,7 @@ static void test_values_portable(void **state)
 
 /* A chain in which every op's input is another op's output, so each
  * backward kernel meets a lazy grad buffer (tensor.h) and takes its write
- * path: ReLU, a strided conv and a 1x1 conv into lazy inputs, BN, an add
+ * path: ReLU, strided 3x3 and 1x1 convs and a 1x1 conv into lazy inputs, BN, an add
  * whose input also feeds another record (write, then add), x*x with both
  * operands one buffer, a lazy scalar factor, and a record whose output
  * reaches nothing (skipped; it must not leave garbage behind). The ReLU
@@ -279,6 +280,8 @@ static struct akt_tensor *f_lazy_chain(struct akt_tape *t, struct akt_tensor **i
     struct akt_tensor *b = akt_batchnorm(t, c, &p, AKT_BN_BATCH);
     struct akt_tensor *d = akt_conv2d(t, b, in[2], NULL, 1, 0);
     struct akt_tensor *e = akt_add(t, d, b);
+    /* a 1x1 stride-2 conv, the first to write b's gradient */
+    e = akt_add(t, e, akt_upsample2x(t, akt_conv2d(t, b, in[2], NULL, 2, 0)));
     (void)akt_tanh(t, a); /* dead branch */
     struct akt_tensor *k = akt_scale(t, in[3], 2.0f, 0.0f);
     return akt_mul(t, akt_mul(t, e, e), k);
@@ -304,7 +307,7 @@ static struct akt_tensor *f_lazy_chain2(struct akt_tape *t, struct akt_tensor **
 static void run_lazy_chain(void)
 {
     const struct gc_input in[] = {
-        {SHAPE(2, 3, 6, 6), .grad = 1},
+        {SHAPE(2, 3, 8, 8), .grad = 1}, /* even: the stride-2 phase fast path */
         {SHAPE(4, 3, 3, 3), .grad = 1},
         {SHAPE(4, 4, 1, 1), .grad = 1},
         {SHAPE(1), .grad = 1, .lo = 0.5f, .hi = 1.0f},

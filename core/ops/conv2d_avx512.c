@@ -337,6 +337,53 @@ void akt_conv_forward_avx512(float *y, const float *x, const float *w, const flo
 
 static void grid_image(float *dst, const float *dy, int O, const struct pgeom *g, size_t dys);
 
+/* Stride 2, even width: each row of dx (+)= its two phases interleaved,
+ * x = 2m + r taking phase (r+p)%2 at column m + (r+p)/2; rows and columns
+ * of phases the kernel never reads (a 1x1 kernel) get zeros. One
+ * vectorisable pass that writes every element (accumulate 0) or adds. */
+static void phases_to_image_s2(float *dx, const float *dxp, const struct pgeom *g, int accumulate)
+{
+    int p = g->pad, W2 = g->W / 2;
+    for (int c = 0; c < g->C; c++)
+        for (int y = 0; y < g->H; y++) {
+            float *d = dx + ((size_t)c * g->H + y) * g->W;
+            int py = (y + p) & 1;
+            size_t row = (size_t)((y + p) >> 1) * g->pws;
+            const float *src[2] = {NULL, NULL};
+            for (int r = 0; r < 2; r++) {
+                int px = (r + p) & 1;
+                if (py < g->npy && px < g->npx)
+                    src[r] = dxp + plane_of(g, c, py, px) + row + ((r + p) >> 1);
+            }
+            const float *e = src[0], *o = src[1];
+            if (e && o) {
+                if (accumulate)
+                    for (int m = 0; m < W2; m++) {
+                        d[2 * m] += e[m];
+                        d[2 * m + 1] += o[m];
+                    }
+                else
+                    for (int m = 0; m < W2; m++) {
+                        d[2 * m] = e[m];
+                        d[2 * m + 1] = o[m];
+                    }
+            } else if (e || o) {
+                const float *v = e ? e : o;
+                int r = e ? 0 : 1;
+                if (accumulate)
+                    for (int m = 0; m < W2; m++)
+                        d[2 * m + r] += v[m];
+                else
+                    for (int m = 0; m < W2; m++) {
+                        d[2 * m + r] = v[m];
+                        d[2 * m + 1 - r] = 0.0f;
+                    }
+            } else if (!accumulate) {
+                memset(d, 0, (size_t)g->W * sizeof(float));
+            }
+        }
+}
+
 /* One image of dx for any stride: dcol[k][q] = sum_o w[o][k] dyg[o][q] with
  * the forward tile (the "taps" are the dy rows), then each row k is added
  * into the phase layout at its tap offset (dyg is zero off the valid grid, so
@@ -345,7 +392,8 @@ static AVX512 void dinput_image(float *dx, const float *dy, const float *wpT, co
                                 const int *off, int O, const struct pgeom *g, float *dyg,
                                 float *dxp, float *dcol, int accumulate)
 {
-    if (!accumulate) /* the phases scattered back below add into dx */
+    int s2 = g->s == 2 && g->W % 2 == 0; /* phases_to_image_s2 writes every element */
+    if (!accumulate && !s2) /* the phases scattered back below add into dx */
         memset(dx, 0, (size_t)g->C * g->H * g->W * sizeof(float));
     int K = g->C * g->kh * g->kw, KB = (K + MR - 1) / MR;
     size_t dys = (size_t)g->Qr, ys = (size_t)g->Qr + 2 * VL;
@@ -368,6 +416,10 @@ static AVX512 void dinput_image(float *dx, const float *dy, const float *wpT, co
         const float *src = dcol + (size_t)k * ys;
         for (int q = 0; q < g->Qr; q++)
             dst[q] += src[q];
+    }
+    if (s2) {
+        phases_to_image_s2(dx, dxp, g, accumulate);
+        return;
     }
     /* scatter the phases back: input pixel (y,x) is phase ((y+p)%s, (x+p)%s)
      * at ((y+p)/s, (x+p)/s); phases a kernel smaller than the stride never
