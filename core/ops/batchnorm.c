@@ -1,10 +1,16 @@
 /* Batch normalisation (running or batch statistics) and per-channel batch statistics.
  *
  * x is [N,C,H,W] or [N,C]; channel c's elements are x[(n*C + c)*HW + p].
- * Every per-channel reduction runs over n then p in a fixed lane order (see
- * LANES), in double, and the loops are parallel over channels only, so
- * results do not depend on the thread count. */
+ * Every pass walks memory in order, image by image (a channel-major walk
+ * reads 256-byte pieces 16 KB apart on 8x8 maps, at half the bandwidth).
+ * Per-channel sums are taken in double over fixed blocks of BN_BLOCK images
+ * (LANES partial sums each, element p of a row going to lane p % LANES),
+ * and the blocks are added in order: the order depends only on the shape,
+ * so results do not depend on the thread count. */
 #include "internal.h"
+#include "gemm.h" /* akt_scratch */
+
+#include <stdlib.h>
 
 /* N, C, HW of a 2-D or 4-D input */
 static void bn_dims(const struct akt_tensor *x, int *N, int *C, int64_t *HW)
@@ -15,49 +21,94 @@ static void bn_dims(const struct akt_tensor *x, int *N, int *C, int64_t *HW)
     *HW = x->ndim == 4 ? (int64_t)x->shape[2] * x->shape[3] : 1;
 }
 
-/* Per-channel sums in double, in a fixed order that vectorises: LANES
- * partial sums, element p of every row going to lane p % LANES, rows in the
- * order n = 0..N-1, the lanes added in order at the end. The order depends
- * only on the shape, never on the thread count. */
-#define LANES 8
+#define LANES AKT_LANES
+#define BN_BLOCK 4   /* images per block of partial sums (fixed: thread-independent) */
+#define BN_CHUNK 256 /* a multiple of LANES: lane p % LANES as without chunks */
 
-static double lanes_total(const double *acc)
+static int n_blocks(int N) { return (N + BN_BLOCK - 1) / BN_BLOCK; }
+
+typedef akt_lanes_d lanes_d;
+typedef akt_lanes_f lanes_f;
+#define load_lanes akt_load_lanes
+
+/* Scratch for the block partials: [blocks][C][2][LANES] doubles */
+static double *block_partials(int N, int C)
 {
-    double s = 0;
-    for (int j = 0; j < LANES; j++)
-        s += acc[j];
-    return s;
+    size_t n = (size_t)n_blocks(N) * C * 2 * LANES;
+    return (double *)akt_scratch(0, 2 * n); /* 64-byte aligned */
 }
 
-/* mean[c] and biased var[c] of channel c in one pass over x: sums of x and
- * x^2 in double (x^2 of a float is exact in double), var = E[x^2] - mean^2.
- * The cancellation costs about log2(mean^2/var) of double's 53 bits, far
- * below float resolution for any activation; a second pass over x (tens of
- * megabytes per BN at batch 128) is not. */
-static void channel_stats(const float *x, int N, int C, int64_t HW, int c, double *mean,
-                          double *var)
+/* tot[c*2 + k] = the two sums of channel c over every block, in order */
+static void blocks_total(const double *part, int N, int C, double *tot)
 {
-    double acc[LANES] = {0}, sq[LANES] = {0};
-    int64_t HW8 = HW - HW % LANES;
-    for (int n = 0; n < N; n++) {
-        const float *xc = x + ((int64_t)n * C + c) * HW;
-        for (int64_t p = 0; p < HW8; p += LANES)
-            for (int j = 0; j < LANES; j++) {
-                double v = xc[p + j];
-                acc[j] += v;
-                sq[j] += v * v;
+    int nb = n_blocks(N);
+    for (int c = 0; c < C; c++)
+        for (int k = 0; k < 2; k++) {
+            double lane[LANES] = {0};
+            for (int b = 0; b < nb; b++) {
+                const double *v = part + (((size_t)b * C + c) * 2 + k) * LANES;
+                for (int j = 0; j < LANES; j++)
+                    lane[j] += v[j];
             }
-        for (int64_t p = HW8; p < HW; p++) {
-            double v = xc[p];
-            acc[p - HW8] += v;
-            sq[p - HW8] += v * v;
+            double t = 0;
+            for (int j = 0; j < LANES; j++)
+                t += lane[j];
+            tot[c * 2 + k] = t;
         }
+}
+
+/* Block partials of sum x and sum x^2 per channel (x^2 of a float is exact
+ * in double). */
+static void stats_partials(const float *x, int N, int C, int64_t HW, double *part)
+{
+    int nb = n_blocks(N);
+    AKT_PARALLEL_FOR((int64_t)N * C * HW)
+    for (int b = 0; b < nb; b++) {
+        double *pb = part + (size_t)b * C * 2 * LANES;
+        memset(pb, 0, (size_t)C * 2 * LANES * sizeof(double));
+        int64_t HW8 = HW - HW % LANES;
+        int n1 = (b + 1) * BN_BLOCK < N ? (b + 1) * BN_BLOCK : N;
+        for (int n = b * BN_BLOCK; n < n1; n++)
+            for (int c = 0; c < C; c++) {
+                const float *xc = x + ((int64_t)n * C + c) * HW;
+                double *pa = pb + (size_t)c * 2 * LANES, *ps = pa + LANES;
+                lanes_d acc, sq;
+                memcpy(&acc, pa, sizeof acc);
+                memcpy(&sq, ps, sizeof sq);
+                for (int64_t p = 0; p < HW8; p += LANES) {
+                    lanes_d v = load_lanes(xc + p);
+                    acc += v;
+                    sq += v * v;
+                }
+                for (int64_t p = HW8; p < HW; p++) {
+                    double v = xc[p];
+                    acc[p - HW8] += v;
+                    sq[p - HW8] += v * v;
+                }
+                memcpy(pa, &acc, sizeof acc);
+                memcpy(ps, &sq, sizeof sq);
+            }
     }
+}
+
+/* mean[c] and biased var[c] in one pass over x: var = E[x^2] - mean^2 in
+ * double. The cancellation costs about log2(mean^2/var) of double's 53
+ * bits, far below float resolution for any activation; a second pass over
+ * x (tens of megabytes per BN at batch 128) is not. */
+static void channel_stats(const float *x, int N, int C, int64_t HW, double *mean, double *var)
+{
+    double *part = block_partials(N, C);
+    stats_partials(x, N, C, HW, part);
+    double *t = malloc((size_t)C * 2 * sizeof(double));
+    AKT_ASSERT(t != NULL);
+    blocks_total(part, N, C, t);
     double M = (double)N * HW;
-    double mu = lanes_total(acc) / M;
-    double v = lanes_total(sq) / M - mu * mu;
-    *mean = mu;
-    *var = v > 0 ? v : 0; /* rounding can leave a constant channel at -0-ish */
+    for (int c = 0; c < C; c++) {
+        double mu = t[c * 2] / M, v = t[c * 2 + 1] / M - mu * mu;
+        mean[c] = mu;
+        var[c] = v > 0 ? v : 0; /* rounding can leave a constant channel at -0-ish */
+    }
+    free(t);
 }
 
 /* The affine map of one channel, y = (x - m) * a + b, written once so that
@@ -65,63 +116,65 @@ static void channel_stats(const float *x, int N, int C, int64_t HW, int c, doubl
 static inline float bn_map(float x, float m, float a, float b) { return (x - m) * a + b; }
 static inline float relu_f(float v) { return v > 0 ? v : 0.0f; }
 
-/* y = (x - mean) * invstd * gamma + beta, then relu if asked; gamma/beta
- * may be NULL */
-static void bn_apply(float *y, const float *x, const float *mean, const float *invstd,
-                     const float *gamma, const float *beta, int N, int C, int64_t HW, int c,
-                     int relu)
+/* y = (x - mean[c]) * a[c] + b[c] plane by plane, then relu if asked;
+ * a[c] = invstd[c] * gamma[c] */
+static void bn_apply(float *y, const float *x, const float *mean, const float *a, const float *b,
+                     int N, int C, int64_t HW, int relu)
 {
-    float a = invstd[c] * (gamma ? gamma[c] : 1.0f);
-    float b = beta ? beta[c] : 0.0f;
-    float m = mean[c];
-    for (int n = 0; n < N; n++) {
-        int64_t off = ((int64_t)n * C + c) * HW;
+    int64_t planes = (int64_t)N * C;
+    AKT_PARALLEL_FOR(planes * HW)
+    for (int64_t i = 0; i < planes; i++) {
+        int c = (int)(i % C);
+        float m = mean[c], ac = a[c], bc = b[c];
+        const float *xi = x + i * HW;
+        float *yi = y + i * HW;
         if (relu)
             for (int64_t p = 0; p < HW; p++)
-                y[off + p] = relu_f(bn_map(x[off + p], m, a, b));
+                yi[p] = relu_f(bn_map(xi[p], m, ac, bc));
         else
             for (int64_t p = 0; p < HW; p++)
-                y[off + p] = bn_map(x[off + p], m, a, b);
+                yi[p] = bn_map(xi[p], m, ac, bc);
     }
 }
 
-/* Batch mode: fills mean/invstd from the batch and, when running_* are not
- * NULL, updates them in place (unbiased variance, as PyTorch). */
-static void bn_forward_batch(float *y, float *mean, float *invstd, const float *x,
-                             const float *gamma, const float *beta, float *running_mean,
-                             float *running_var, int N, int C, int64_t HW, float eps,
-                             float momentum, int relu)
+/* Fills mean/invstd (batch statistics, updating running_* in place when not
+ * NULL, unbiased variance as PyTorch; or the running statistics in eval
+ * mode) and writes y. */
+static void bn_forward(float *y, float *mean, float *invstd, const float *x, const float *gamma,
+                       const float *beta, float *running_mean, float *running_var, int N, int C,
+                       int64_t HW, float eps, float momentum, int batch_mode, int relu)
 {
     int64_t M = (int64_t)N * HW;
-    AKT_ASSERT(!running_var || M > 1); /* the unbiased variance needs two values */
-    AKT_PARALLEL_FOR((int64_t)C * M)
-    for (int c = 0; c < C; c++) {
-        double mu, var;
-        channel_stats(x, N, C, HW, c, &mu, &var);
-        mean[c] = (float)mu;
-        invstd[c] = (float)(1.0 / sqrt(var + (double)eps));
-        bn_apply(y, x, mean, invstd, gamma, beta, N, C, HW, c, relu);
-        if (running_mean)
-            running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * mu);
-        if (running_var) {
-            double unbiased = var * (double)M / (double)(M - 1);
-            running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * unbiased);
+    float *ab = malloc((size_t)C * 2 * sizeof(float));
+    double *st = malloc((size_t)C * 2 * sizeof(double));
+    AKT_ASSERT(ab && st);
+    if (batch_mode) {
+        AKT_ASSERT(!running_var || M > 1); /* the unbiased variance needs two values */
+        channel_stats(x, N, C, HW, st, st + C);
+        for (int c = 0; c < C; c++) {
+            double mu = st[c], var = st[C + c];
+            mean[c] = (float)mu;
+            invstd[c] = (float)(1.0 / sqrt(var + (double)eps));
+            if (running_mean)
+                running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * mu);
+            if (running_var) {
+                double unbiased = var * (double)M / (double)(M - 1);
+                running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * unbiased);
+            }
+        }
+    } else {
+        for (int c = 0; c < C; c++) {
+            mean[c] = running_mean[c];
+            invstd[c] = (float)(1.0 / sqrt((double)running_var[c] + (double)eps));
         }
     }
-}
-
-/* Eval mode: mean/invstd from the running statistics. */
-static void bn_forward_eval(float *y, float *mean, float *invstd, const float *x,
-                            const float *gamma, const float *beta, const float *running_mean,
-                            const float *running_var, int N, int C, int64_t HW, float eps,
-                            int relu)
-{
-    AKT_PARALLEL_FOR((int64_t)C * N * HW)
     for (int c = 0; c < C; c++) {
-        mean[c] = running_mean[c];
-        invstd[c] = (float)(1.0 / sqrt((double)running_var[c] + (double)eps));
-        bn_apply(y, x, mean, invstd, gamma, beta, N, C, HW, c, relu);
+        ab[c] = invstd[c] * (gamma ? gamma[c] : 1.0f);
+        ab[C + c] = beta ? beta[c] : 0.0f;
     }
+    bn_apply(y, x, mean, ab, ab + C, N, C, HW, relu);
+    free(ab);
+    free(st);
 }
 
 /* The gradient reaching BN's output: dy, or with the fused ReLU dy where
@@ -133,109 +186,154 @@ static inline float bn_out_grad(float dy, float x, float m, float a, float b, in
     return bn_map(x, m, a, b) > 0 ? dy : 0.0f;
 }
 
-#define BN_CHUNK 256 /* a multiple of LANES: lane p % LANES as without chunks */
-
-/* Channel c of bn_backward below; inlined twice, with relu a constant 0 or
- * 1, so neither copy carries the mask's test per element (it kept the
- * relu-free loops from vectorising). */
+/* Block partials of sum g and sum g * xhat per channel, g = bn_out_grad.
+ * Inlined twice with relu a constant, so the relu-free copy carries no
+ * mask; with the ReLU the masked g of a chunk goes to a float buffer first
+ * (the select vectorises in float, mixed with the double sums it did not). */
 static inline __attribute__((always_inline)) void
-bn_backward_channel(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
-                    const float *mean, const float *invstd, const float *gamma, const float *beta,
-                    int N, int C, int64_t HW, int batch_mode, int dx_acc, const int relu, int c)
+grad_partials_block(double *pb, const float *dy, const float *x, const float *mean,
+                    const float *invstd, const float *a, const float *bb, int n0, int n1, int C,
+                    int64_t HW, const int relu)
 {
-    double M = (double)N * HW;
-    float m = mean[c], is = invstd[c], gm = gamma ? gamma[c] : 1.0f;
-    float a = is * gm, b = beta ? beta[c] : 0.0f; /* as bn_apply */
-    double sdy = 0, sdyx = 0; /* sum g, sum g * xhat (fixed lane order) */
-    if (dgamma || dbeta || (dx && batch_mode)) {
-        double a1[LANES] = {0}, a2[LANES] = {0};
-        int64_t HW8 = HW - HW % LANES;
-        /* with the ReLU, the masked gradient of a chunk of the row goes to
-         * a float buffer first: the select vectorises in float, and mixed
-         * with the double sums it did not */
-        float gbuf[BN_CHUNK];
-        for (int n = 0; n < N; n++) {
+    int64_t HW8 = HW - HW % LANES;
+    float gbuf[BN_CHUNK];
+    for (int n = n0; n < n1; n++)
+        for (int c = 0; c < C; c++) {
+            float m = mean[c], is = invstd[c], ac = a[c], bc = bb[c];
             const float *xc = x + ((int64_t)n * C + c) * HW;
             const float *gc = dy + ((int64_t)n * C + c) * HW;
-            for (int64_t p0 = 0; p0 < HW8; p0 += BN_CHUNK) {
-                int64_t p1 = p0 + BN_CHUNK < HW8 ? p0 + BN_CHUNK : HW8;
-                const float *g = gc + p0;
+            double *p1 = pb + (size_t)c * 2 * LANES, *p2 = p1 + LANES;
+            lanes_d a1, a2;
+            memcpy(&a1, p1, sizeof a1);
+            memcpy(&a2, p2, sizeof a2);
+            const lanes_d isv = {is, is, is, is, is, is, is, is};
+            const lanes_f mf = {m, m, m, m, m, m, m, m};
+            for (int64_t q0 = 0; q0 < HW8; q0 += BN_CHUNK) {
+                int64_t q1 = q0 + BN_CHUNK < HW8 ? q0 + BN_CHUNK : HW8;
+                const float *g = gc + q0;
                 if (relu) {
-                    for (int64_t p = p0; p < p1; p++)
-                        gbuf[p - p0] = bn_out_grad(gc[p], xc[p], m, a, b, 1);
+                    for (int64_t p = q0; p < q1; p++)
+                        gbuf[p - q0] = bn_out_grad(gc[p], xc[p], m, ac, bc, 1);
                     g = gbuf;
                 }
-                for (int64_t p = p0; p < p1; p += LANES)
-                    for (int j = 0; j < LANES; j++) {
-                        double xhat = (double)(xc[p + j] - m) * is;
-                        a1[j] += g[p - p0 + j];
-                        a2[j] += g[p - p0 + j] * xhat;
-                    }
+                for (int64_t p = q0; p < q1; p += LANES) {
+                    /* xhat = (double)(x - m) * is: the float difference, as
+                     * the per-element terms below use */
+                    lanes_f xf;
+                    memcpy(&xf, xc + p, sizeof xf);
+                    lanes_d xhat = __builtin_convertvector(xf - mf, lanes_d) * isv;
+                    lanes_d gv = load_lanes(g + (p - q0));
+                    a1 += gv;
+                    a2 += gv * xhat;
+                }
             }
             for (int64_t p = HW8; p < HW; p++) {
-                float g = bn_out_grad(gc[p], xc[p], m, a, b, relu);
+                float g = bn_out_grad(gc[p], xc[p], m, ac, bc, relu);
                 double xhat = (double)(xc[p] - m) * is;
                 a1[p - HW8] += g;
                 a2[p - HW8] += g * xhat;
             }
+            memcpy(p1, &a1, sizeof a1);
+            memcpy(p2, &a2, sizeof a2);
         }
-        sdy = lanes_total(a1);
-        sdyx = lanes_total(a2);
+}
+
+static void grad_partials(double *part, const float *dy, const float *x, const float *mean,
+                          const float *invstd, const float *a, const float *bb, int N, int C,
+                          int64_t HW, int relu)
+{
+    int nb = n_blocks(N);
+    AKT_PARALLEL_FOR((int64_t)N * C * HW)
+    for (int b = 0; b < nb; b++) {
+        double *pb = part + (size_t)b * C * 2 * LANES;
+        memset(pb, 0, (size_t)C * 2 * LANES * sizeof(double));
+        int n1 = (b + 1) * BN_BLOCK < N ? (b + 1) * BN_BLOCK : N;
+        if (relu)
+            grad_partials_block(pb, dy, x, mean, invstd, a, bb, b * BN_BLOCK, n1, C, HW, 1);
+        else
+            grad_partials_block(pb, dy, x, mean, invstd, a, bb, b * BN_BLOCK, n1, C, HW, 0);
     }
-    if (dgamma)
-        dgamma[c] += (float)sdyx;
-    if (dbeta)
-        dbeta[c] += (float)sdy;
-    if (!dx)
-        return;
-    /* per element in float (the sums above are the precision-critical
-     * part): a float loop vectorises twice as wide as a double one.
-     * Eval mode: the statistics are constants, dx = a * g. */
-    float mdy = batch_mode ? (float)(sdy / M) : 0.0f;
-    float mdyx = batch_mode ? (float)(sdyx / M) : 0.0f;
-    for (int n = 0; n < N; n++) {
-        int64_t off = ((int64_t)n * C + c) * HW;
-        const float *xc = x + off, *gc = dy + off;
-        float *d = dx + off;
+}
+
+/* dx (+)= a * (g - mdy - xhat * mdyx) plane by plane (mdy = mdyx = 0 in
+ * eval mode, where the statistics are constants); inlined with relu
+ * constant as above. */
+static inline __attribute__((always_inline)) void
+dx_plane(float *d, const float *gc, const float *xc, int64_t HW, float m, float is, float ac,
+         float bc, float mdy, float mdyx, int batch_mode, int add, const int relu)
+{
 #define BN_DX(OP)                                                                                \
     do {                                                                                          \
         if (batch_mode)                                                                           \
             for (int64_t p = 0; p < HW; p++) {                                                    \
-                float g = bn_out_grad(gc[p], xc[p], m, a, b, relu);                               \
+                float g = bn_out_grad(gc[p], xc[p], m, ac, bc, relu);                             \
                 float xhat = (xc[p] - m) * is;                                                    \
-                d[p] OP a * (g - mdy - xhat * mdyx);                                              \
+                d[p] OP ac * (g - mdy - xhat * mdyx);                                             \
             }                                                                                     \
         else                                                                                      \
             for (int64_t p = 0; p < HW; p++)                                                      \
-                d[p] OP bn_out_grad(gc[p], xc[p], m, a, b, relu) * a;                             \
+                d[p] OP bn_out_grad(gc[p], xc[p], m, ac, bc, relu) * ac;                          \
     } while (0)
-        if (dx_acc)
-            BN_DX(+=);
-        else
-            BN_DX(=);
+    if (add)
+        BN_DX(+=);
+    else
+        BN_DX(=);
 #undef BN_DX
-    }
 }
 
 /* Accumulates into dgamma, dbeta and (dx_acc 1) dx, or writes dx (dx_acc
  * 0); each may be NULL. In batch mode the statistics depend on x, which adds
  * the two mean terms to dx:
  *   dx = invstd * (g - mean(g) - xhat * mean(g * xhat)),  g = dy * gamma.
- * relu: the op was relu(bn(x)), dy is the gradient after the ReLU. */
+ * relu: the op was relu(bn(x)), dy is the gradient after the ReLU. The sums
+ * are in double, the per-element terms in float (twice the vector width;
+ * the sums are the precision-critical part). */
 static void bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
                         const float *mean, const float *invstd, const float *gamma,
                         const float *beta, int N, int C, int64_t HW, int batch_mode, int dx_acc,
                         int relu)
 {
-    AKT_PARALLEL_FOR((int64_t)C * N * HW)
+    double M = (double)N * HW;
+    /* per channel: a, b (as bn_forward), mean(g), mean(g * xhat) */
+    float *cf = malloc((size_t)C * 4 * sizeof(float));
+    double *tot = malloc((size_t)C * 2 * sizeof(double));
+    AKT_ASSERT(cf && tot);
+    float *a = cf, *bb = cf + C, *mdy = cf + 2 * C, *mdyx = cf + 3 * C;
     for (int c = 0; c < C; c++) {
-        if (relu)
-            bn_backward_channel(dx, dgamma, dbeta, dy, x, mean, invstd, gamma, beta, N, C, HW,
-                                batch_mode, dx_acc, 1, c);
-        else
-            bn_backward_channel(dx, dgamma, dbeta, dy, x, mean, invstd, gamma, beta, N, C, HW,
-                                batch_mode, dx_acc, 0, c);
+        a[c] = invstd[c] * (gamma ? gamma[c] : 1.0f);
+        bb[c] = beta ? beta[c] : 0.0f;
+        mdy[c] = mdyx[c] = 0.0f;
     }
+    if (dgamma || dbeta || (dx && batch_mode)) {
+        double *part = block_partials(N, C);
+        grad_partials(part, dy, x, mean, invstd, a, bb, N, C, HW, relu);
+        blocks_total(part, N, C, tot);
+        for (int c = 0; c < C; c++) {
+            if (dgamma)
+                dgamma[c] += (float)tot[c * 2 + 1];
+            if (dbeta)
+                dbeta[c] += (float)tot[c * 2];
+            if (batch_mode) {
+                mdy[c] = (float)(tot[c * 2] / M);
+                mdyx[c] = (float)(tot[c * 2 + 1] / M);
+            }
+        }
+    }
+    if (dx) {
+        int64_t planes = (int64_t)N * C;
+        AKT_PARALLEL_FOR(planes * HW)
+        for (int64_t i = 0; i < planes; i++) {
+            int c = (int)(i % C);
+            if (relu)
+                dx_plane(dx + i * HW, dy + i * HW, x + i * HW, HW, mean[c], invstd[c], a[c], bb[c],
+                         mdy[c], mdyx[c], batch_mode, dx_acc, 1);
+            else
+                dx_plane(dx + i * HW, dy + i * HW, x + i * HW, HW, mean[c], invstd[c], a[c], bb[c],
+                         mdy[c], mdyx[c], batch_mode, dx_acc, 0);
+        }
+    }
+    free(cf);
+    free(tot);
 }
 
 static void bn_bw(struct akt_tape *t, const struct akt_node *n)
@@ -269,14 +367,9 @@ static struct akt_tensor *batchnorm(struct akt_tape *t, struct akt_tensor *x,
     float *mean = akt_tape_alloc(t, (size_t)C * sizeof(float));
     float *invstd = akt_tape_alloc(t, (size_t)C * sizeof(float));
     const float *gd = p->gamma ? p->gamma->data : NULL, *bd = p->beta ? p->beta->data : NULL;
-    if (mode == AKT_BN_EVAL) {
-        AKT_ASSERT(p->running_mean && p->running_var);
-        bn_forward_eval(y->data, mean, invstd, x->data, gd, bd, p->running_mean, p->running_var,
-                        N, C, HW, p->eps, relu);
-    } else {
-        bn_forward_batch(y->data, mean, invstd, x->data, gd, bd, p->running_mean, p->running_var,
-                         N, C, HW, p->eps, p->momentum, relu);
-    }
+    AKT_ASSERT(mode == AKT_BN_BATCH || (p->running_mean && p->running_var));
+    bn_forward(y->data, mean, invstd, x->data, gd, bd, p->running_mean, p->running_var, N, C, HW,
+               p->eps, p->momentum, mode == AKT_BN_BATCH, relu);
     static const char *names[2][2] = {{"batchnorm_eval", "batchnorm_batch"},
                                       {"batchnorm_relu_eval", "batchnorm_relu_batch"}};
     struct akt_node *nd = akt_tape_push(t, bn_bw, names[relu][mode == AKT_BN_BATCH], y, x,
@@ -312,13 +405,14 @@ struct akt_tensor *akt_batchnorm_relu(struct akt_tape *t, struct akt_tensor *x,
 
 static void stats_forward(float *mean, float *var, const float *x, int N, int C, int64_t HW)
 {
-    AKT_PARALLEL_FOR((int64_t)C * N * HW)
+    double *st = malloc((size_t)C * 2 * sizeof(double));
+    AKT_ASSERT(st != NULL);
+    channel_stats(x, N, C, HW, st, st + C);
     for (int c = 0; c < C; c++) {
-        double mu, v;
-        channel_stats(x, N, C, HW, c, &mu, &v);
-        mean[c] = (float)mu;
-        var[c] = (float)v;
+        mean[c] = (float)st[c];
+        var[c] = (float)st[C + c];
     }
+    free(st);
 }
 
 /* d mean_c / dx = 1/M; add 0 writes dx (the first gradient into it) */

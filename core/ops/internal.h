@@ -18,6 +18,22 @@
 #define AKT_PARALLEL_FOR(n)
 #endif
 
+/* AKT_LANES doubles as one vector (GCC/Clang vector extensions), for sums
+ * in double with a fixed order: lane j adds the elements p = j mod
+ * AKT_LANES in order, as a scalar loop over j would (GCC did not vectorise
+ * those loops; these compile to AVX-512, AVX2 or SSE2 alike). */
+#define AKT_LANES 8
+typedef double akt_lanes_d __attribute__((vector_size(AKT_LANES * sizeof(double))));
+typedef float akt_lanes_f __attribute__((vector_size(AKT_LANES * sizeof(float))));
+
+/* AKT_LANES floats from p (unaligned), widened to double */
+static inline akt_lanes_d akt_load_lanes(const float *p)
+{
+    akt_lanes_f f;
+    memcpy(&f, p, sizeof f);
+    return __builtin_convertvector(f, akt_lanes_d);
+}
+
 /* The output shape with dims [a0,a1) removed ([1] when nothing is left). */
 static inline struct akt_tensor *akt__reduced_new(struct akt_tape *t, const struct akt_tensor *x,
                                                   int a0, int a1)

@@ -15,7 +15,7 @@
  * reads along mid stay contiguous when inner > 1. */
 #define SUM_BLOCK 64
 
-#define SUM_LANES 8 /* partial sums of a row reduction (inner == 1) */
+#define SUM_LANES AKT_LANES /* partial sums of a row reduction (inner == 1) */
 
 /* out[o,i] = (sum_m x[o,m,i]) / div, accumulated in double. With inner 1
  * (a row sum), element m goes to partial sum m % SUM_LANES, added in order
@@ -27,11 +27,10 @@ static void sum_forward(float *out, const float *x, int64_t outer, int64_t mid, 
         AKT_PARALLEL_FOR(outer * mid)
         for (int64_t o = 0; o < outer; o++) {
             const float *r = x + o * mid;
-            double acc[SUM_LANES] = {0};
+            akt_lanes_d acc = {0};
             int64_t m8 = mid - mid % SUM_LANES;
             for (int64_t m = 0; m < m8; m += SUM_LANES)
-                for (int j = 0; j < SUM_LANES; j++)
-                    acc[j] += r[m + j];
+                acc += akt_load_lanes(r + m);
             for (int64_t m = m8; m < mid; m++)
                 acc[m - m8] += r[m];
             double tot = 0;
