@@ -26,13 +26,15 @@
 typedef double akt_lanes_d __attribute__((vector_size(AKT_LANES * sizeof(double))));
 typedef float akt_lanes_f __attribute__((vector_size(AKT_LANES * sizeof(float))));
 
-/* AKT_LANES floats from p (unaligned), widened to double */
-static inline akt_lanes_d akt_load_lanes(const float *p)
-{
-    akt_lanes_f f;
-    memcpy(&f, p, sizeof f);
-    return __builtin_convertvector(f, akt_lanes_d);
-}
+/* AKT_LANES floats from p (unaligned), widened to double. A macro (GNU
+ * statement expression): a function returning a 64-byte vector draws
+ * -Wpsabi in builds without AVX-512. */
+#define akt_load_lanes(p)                                                                        \
+    ({                                                                                            \
+        akt_lanes_f f_;                                                                           \
+        memcpy(&f_, (p), sizeof f_);                                                              \
+        __builtin_convertvector(f_, akt_lanes_d);                                                 \
+    })
 
 /* The output shape with dims [a0,a1) removed ([1] when nothing is left). */
 static inline struct akt_tensor *akt__reduced_new(struct akt_tape *t, const struct akt_tensor *x,
