@@ -27,9 +27,6 @@ static void bn_dims(const struct akt_tensor *x, int *N, int *C, int64_t *HW)
 
 static int n_blocks(int N) { return (N + BN_BLOCK - 1) / BN_BLOCK; }
 
-typedef akt_lanes_d lanes_d;
-typedef akt_lanes_f lanes_f;
-#define load_lanes akt_load_lanes
 
 /* Scratch for the block partials: [blocks][C][2][LANES] doubles */
 static double *block_partials(int N, int C)
@@ -72,11 +69,11 @@ static void stats_partials(const float *x, int N, int C, int64_t HW, double *par
             for (int c = 0; c < C; c++) {
                 const float *xc = x + ((int64_t)n * C + c) * HW;
                 double *pa = pb + (size_t)c * 2 * LANES, *ps = pa + LANES;
-                lanes_d acc, sq;
+                akt_lanes_d acc, sq;
                 memcpy(&acc, pa, sizeof acc);
                 memcpy(&sq, ps, sizeof sq);
                 for (int64_t p = 0; p < HW8; p += LANES) {
-                    lanes_d v = load_lanes(xc + p);
+                    akt_lanes_d v = akt_load_lanes(xc + p);
                     acc += v;
                     sq += v * v;
                 }
@@ -203,11 +200,11 @@ grad_partials_block(double *pb, const float *dy, const float *x, const float *me
             const float *xc = x + ((int64_t)n * C + c) * HW;
             const float *gc = dy + ((int64_t)n * C + c) * HW;
             double *p1 = pb + (size_t)c * 2 * LANES, *p2 = p1 + LANES;
-            lanes_d a1, a2;
+            akt_lanes_d a1, a2;
             memcpy(&a1, p1, sizeof a1);
             memcpy(&a2, p2, sizeof a2);
-            const lanes_d isv = {is, is, is, is, is, is, is, is};
-            const lanes_f mf = {m, m, m, m, m, m, m, m};
+            const akt_lanes_d isv = {is, is, is, is, is, is, is, is};
+            const akt_lanes_f mf = {m, m, m, m, m, m, m, m};
             for (int64_t q0 = 0; q0 < HW8; q0 += BN_CHUNK) {
                 int64_t q1 = q0 + BN_CHUNK < HW8 ? q0 + BN_CHUNK : HW8;
                 const float *g = gc + q0;
@@ -219,10 +216,10 @@ grad_partials_block(double *pb, const float *dy, const float *x, const float *me
                 for (int64_t p = q0; p < q1; p += LANES) {
                     /* xhat = (double)(x - m) * is: the float difference, as
                      * the per-element terms below use */
-                    lanes_f xf;
+                    akt_lanes_f xf;
                     memcpy(&xf, xc + p, sizeof xf);
-                    lanes_d xhat = __builtin_convertvector(xf - mf, lanes_d) * isv;
-                    lanes_d gv = load_lanes(g + (p - q0));
+                    akt_lanes_d xhat = __builtin_convertvector(xf - mf, akt_lanes_d) * isv;
+                    akt_lanes_d gv = akt_load_lanes(g + (p - q0));
                     a1 += gv;
                     a2 += gv * xhat;
                 }
