@@ -54,8 +54,7 @@ static void prof_report(void)
 static int prof_on(void)
 {
     if (g_prof_on < 0) {
-        const char *e = getenv("AKT_PROFILE");
-        g_prof_on = e && *e && strcmp(e, "0") != 0;
+        g_prof_on = akt_env_flag("AKT_PROFILE");
         if (g_prof_on)
             atexit(prof_report);
     }
@@ -216,10 +215,8 @@ int akt_any_grad(const struct akt_tape *t, const struct akt_tensor *a, const str
 static int poison_lazy_grads(void)
 {
     static int v = -1;
-    if (v < 0) {
-        const char *e = getenv("AKT_POISON_GRADS");
-        v = e && *e && strcmp(e, "0") != 0;
-    }
+    if (v < 0)
+        v = akt_env_flag("AKT_POISON_GRADS");
     return v;
 }
 
@@ -316,14 +313,12 @@ void akt_backward_run(struct akt_tape *t)
             for (int k = 0; k < 4; k++)
                 if (n->in[k] && n->in[k]->gs)
                     grad_fill_zero(n->in[k]->gs);
+        double t0 = prof_on() ? prof_now() : 0;
+        n->backward(t, n);
         if (prof_on()) {
-            double t0 = prof_now();
-            n->backward(t, n);
             struct prof_entry *pe = prof_entry(n->name);
             if (pe)
                 pe->bwd += prof_now() - t0;
-        } else {
-            n->backward(t, n);
         }
     }
     /* gradients nothing reached are zero, as after an eager fill */

@@ -231,6 +231,12 @@ void akt_threads_set(int n)
 
 int akt_threads_get(void) { return g_threads; }
 
+int akt_env_flag(const char *name)
+{
+    const char *e = getenv(name);
+    return e && *e && strcmp(e, "0") != 0;
+}
+
 double akt_time_ms(void)
 {
     struct timespec ts;

@@ -12,8 +12,7 @@
 int akt_have_avx512(void)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
-    const char *e = getenv("AKT_NO_AVX512");
-    if (e && *e && strcmp(e, "0") != 0)
+    if (akt_env_flag("AKT_NO_AVX512"))
         return 0;
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma");

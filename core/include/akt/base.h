@@ -77,6 +77,8 @@ void akt_threads_set(int n);
 int akt_threads_get(void);
 
 double akt_time_ms(void); /* monotonic clock */
+/* 1 when environment variable name is set, non-empty and not "0" */
+int akt_env_flag(const char *name);
 
 #ifdef __cplusplus
 }
