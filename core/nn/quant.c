@@ -55,23 +55,7 @@ static void ste_bw(struct akt_tape *t, const struct akt_node *n)
     float *dx = n->in[0]->grad;
     const float *dout = n->out->grad;
     int64_t cnt = n->out->n;
-    if (akt_grad_claim(n->in[0])) {
-        AKT_PARALLEL_FOR(cnt)
-        for (int64_t i = 0; i < cnt; i++)
-            dx[i] += dout[i];
-    } else {
-        AKT_PARALLEL_FOR(cnt)
-        for (int64_t i = 0; i < cnt; i++)
-            dx[i] = dout[i];
-    }
-}
-
-static void push_ste(struct akt_tape *t, const char *name, struct akt_tensor *out,
-                     struct akt_tensor *x)
-{
-    struct akt_node *nd = akt_tape_push(t, ste_bw, name, out, x, NULL, NULL, NULL);
-    if (nd)
-        nd->flags = AKT_NODE_CLAIMS_GRADS;
+    AKT_GRAD_PAR(cnt, akt_grad_claim(n->in[0]), dx, dout[i]);
 }
 
 struct akt_tensor *akt_fake_quant(struct akt_tape *t, struct akt_tensor *x, float lo, float hi,
@@ -85,7 +69,7 @@ struct akt_tensor *akt_fake_quant(struct akt_tape *t, struct akt_tensor *x, floa
     AKT_PARALLEL_FOR(n)
     for (int64_t i = 0; i < n; i++)
         o[i] = fq(xd[i], p);
-    push_ste(t, "fake_quant", out, x);
+    akt__push_claiming(t, ste_bw, "fake_quant", out, x, NULL, NULL);
     return out;
 }
 
@@ -111,6 +95,6 @@ struct akt_tensor *akt_fake_quant_channel(struct akt_tape *t, struct akt_tensor 
         for (int64_t j = 0; j < cols; j++)
             o[(int64_t)r * cols + j] = fq(row[j], p);
     }
-    push_ste(t, "fake_quant_channel", out, w);
+    akt__push_claiming(t, ste_bw, "fake_quant_channel", out, w, NULL, NULL);
     return out;
 }

@@ -259,23 +259,12 @@ static inline __attribute__((always_inline)) void
 dx_plane(float *d, const float *gc, const float *xc, int64_t HW, float m, float is, float ac,
          float bc, float mdy, float mdyx, int batch_mode, int add, const int relu)
 {
-#define BN_DX(OP)                                                                                \
-    do {                                                                                          \
-        if (batch_mode)                                                                           \
-            for (int64_t p = 0; p < HW; p++) {                                                    \
-                float g = bn_out_grad(gc[p], xc[p], m, ac, bc, relu);                             \
-                float xhat = (xc[p] - m) * is;                                                    \
-                d[p] OP ac * (g - mdy - xhat * mdyx);                                             \
-            }                                                                                     \
-        else                                                                                      \
-            for (int64_t p = 0; p < HW; p++)                                                      \
-                d[p] OP bn_out_grad(gc[p], xc[p], m, ac, bc, relu) * ac;                          \
-    } while (0)
-    if (add)
-        BN_DX(+=);
+    if (batch_mode)
+        AKT_GRAD_LOOP(HW, add, d,
+                      ac * (bn_out_grad(gc[i], xc[i], m, ac, bc, relu) - mdy -
+                            (xc[i] - m) * is * mdyx));
     else
-        BN_DX(=);
-#undef BN_DX
+        AKT_GRAD_LOOP(HW, add, d, bn_out_grad(gc[i], xc[i], m, ac, bc, relu) * ac);
 }
 
 /* Accumulates into dgamma, dbeta and (dx_acc 1) dx, or writes dx (dx_acc
@@ -369,10 +358,9 @@ static struct akt_tensor *batchnorm(struct akt_tape *t, struct akt_tensor *x,
                p->eps, p->momentum, mode == AKT_BN_BATCH, relu);
     static const char *names[2][2] = {{"batchnorm_eval", "batchnorm_batch"},
                                       {"batchnorm_relu_eval", "batchnorm_relu_batch"}};
-    struct akt_node *nd = akt_tape_push(t, bn_bw, names[relu][mode == AKT_BN_BATCH], y, x,
-                                        p->gamma, p->beta, NULL);
+    struct akt_node *nd = akt__push_claiming(t, bn_bw, names[relu][mode == AKT_BN_BATCH], y, x,
+                                             p->gamma, p->beta);
     if (nd) {
-        nd->flags = AKT_NODE_CLAIMS_GRADS;
         nd->saved[0] = mean;
         nd->saved[1] = invstd;
         nd->ip[0] = N;
@@ -412,44 +400,33 @@ static void stats_forward(float *mean, float *var, const float *x, int N, int C,
     free(st);
 }
 
-/* d mean_c / dx = 1/M; add 0 writes dx (the first gradient into it) */
+/* d mean_c / dx = 1/M, plane by plane; add 0 writes dx (the first
+ * gradient into it) */
 static void mean_backward(float *dx, const float *dmean, int N, int C, int64_t HW, int add)
 {
     float inv = (float)(1.0 / ((double)N * HW));
-    AKT_PARALLEL_FOR((int64_t)C * N * HW)
-    for (int c = 0; c < C; c++) {
-        float g = dmean[c] * inv;
-        for (int n = 0; n < N; n++) {
-            float *d = dx + ((int64_t)n * C + c) * HW;
-            if (add)
-                for (int64_t p = 0; p < HW; p++)
-                    d[p] += g;
-            else
-                for (int64_t p = 0; p < HW; p++)
-                    d[p] = g;
-        }
+    int64_t planes = (int64_t)N * C;
+    AKT_PARALLEL_FOR(planes * HW)
+    for (int64_t k = 0; k < planes; k++) {
+        float g = dmean[k % C] * inv, *d = dx + k * HW;
+        AKT_GRAD_LOOP(HW, add, d, g);
     }
 }
 
-/* d var_c / dx = 2 (x - mean_c) / M; the path through the mean sums to zero.
- * add 0 writes dx. */
+/* d var_c / dx = 2 (x - mean_c) / M, plane by plane; the path through the
+ * mean sums to zero. add 0 writes dx. */
 static void var_backward(float *dx, const float *dvar, const float *x, const float *mean, int N,
                          int C, int64_t HW, int add)
 {
     double M = (double)N * HW;
-    AKT_PARALLEL_FOR((int64_t)C * N * HW)
-    for (int c = 0; c < C; c++) {
+    int64_t planes = (int64_t)N * C;
+    AKT_PARALLEL_FOR(planes * HW)
+    for (int64_t k = 0; k < planes; k++) {
+        int c = (int)(k % C);
         double g = 2.0 * dvar[c] / M;
-        float m = mean[c];
-        for (int n = 0; n < N; n++) {
-            int64_t off = ((int64_t)n * C + c) * HW;
-            if (add)
-                for (int64_t p = 0; p < HW; p++)
-                    dx[off + p] += (float)(g * (double)(x[off + p] - m));
-            else
-                for (int64_t p = 0; p < HW; p++)
-                    dx[off + p] = (float)(g * (double)(x[off + p] - m));
-        }
+        float m = mean[c], *d = dx + k * HW;
+        const float *xk = x + k * HW;
+        AKT_GRAD_LOOP(HW, add, d, (float)(g * (double)(xk[i] - m)));
     }
 }
 
@@ -477,17 +454,15 @@ void akt_batch_stats(struct akt_tape *t, struct akt_tensor *x, struct akt_tensor
     struct akt_tensor *v = akt_tensor_newv(t, 0, 1, C);
     stats_forward(mu->data, v->data, x->data, N, C, HW);
     int h = x->ndim == 4 ? x->shape[2] : 1, w = x->ndim == 4 ? x->shape[3] : 1;
-    struct akt_node *nd = akt_tape_push(t, stats_mean_bw, "batch_mean", mu, x, NULL, NULL, NULL);
+    struct akt_node *nd = akt__push_claiming(t, stats_mean_bw, "batch_mean", mu, x, NULL, NULL);
     if (nd) {
-        nd->flags = AKT_NODE_CLAIMS_GRADS;
         nd->ip[0] = N;
         nd->ip[1] = C;
         nd->ip[2] = h;
         nd->ip[3] = w;
     }
-    nd = akt_tape_push(t, stats_var_bw, "batch_var", v, x, NULL, NULL, NULL);
+    nd = akt__push_claiming(t, stats_var_bw, "batch_var", v, x, NULL, NULL);
     if (nd) {
-        nd->flags = AKT_NODE_CLAIMS_GRADS;
         nd->saved[0] = mu->data; /* arena memory, stable until reset */
         nd->ip[0] = N;
         nd->ip[1] = C;

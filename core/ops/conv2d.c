@@ -224,9 +224,8 @@ struct akt_tensor *akt_conv2d(struct akt_tape *t, struct akt_tensor *x, struct a
     int oshape[4] = {g.N, g.Cout, g.Ho, g.Wo};
     struct akt_tensor *out = akt_tensor_new_uninit(t, 4, oshape, 0);
     conv2d_forward(out->data, x->data, w->data, bias ? bias->data : NULL, &g);
-    struct akt_node *nd = akt_tape_push(t, conv2d_bw, "conv2d", out, x, w, bias, NULL);
+    struct akt_node *nd = akt__push_claiming(t, conv2d_bw, "conv2d", out, x, w, bias);
     if (nd) {
-        nd->flags = AKT_NODE_CLAIMS_GRADS;
         nd->ip[0] = stride;
         nd->ip[1] = pad;
     }

@@ -45,15 +45,6 @@ static void binary_forward(float *out, const float *a, const float *b, int64_t n
     }
 }
 
-/* dst[i] (+)= expr: "add" 0 writes (the first gradient into a lazy buffer) */
-#define EW_GRAD(n, add, dst, expr)                                                               \
-    do {                                                                                          \
-        if (add)                                                                                  \
-            EW_LOOP(n, dst[i] += (expr));                                                         \
-        else                                                                                      \
-            EW_LOOP(n, dst[i] = (expr));                                                          \
-    } while (0)
-
 /* da, db may be NULL; a scalar b's gradient is summed in double, in order.
  * a_add/b_add 0: write da/db instead of adding (not for a scalar b). */
 static void binary_backward(float *da, float *db, const float *dout, const float *a,
@@ -61,15 +52,15 @@ static void binary_backward(float *da, float *db, const float *dout, const float
 {
     if (da) {
         if (op == BIN_ADD || op == BIN_SUB)
-            EW_GRAD(n, a_add, da, dout[i]);
+            AKT_GRAD_PAR(n, a_add, da, dout[i]);
         else if (b_scalar && op == BIN_MUL)
-            EW_GRAD(n, a_add, da, dout[i] * b[0]);
+            AKT_GRAD_PAR(n, a_add, da, dout[i] * b[0]);
         else if (b_scalar)
-            EW_GRAD(n, a_add, da, dout[i] / b[0]);
+            AKT_GRAD_PAR(n, a_add, da, dout[i] / b[0]);
         else if (op == BIN_MUL)
-            EW_GRAD(n, a_add, da, dout[i] * b[i]);
+            AKT_GRAD_PAR(n, a_add, da, dout[i] * b[i]);
         else
-            EW_GRAD(n, a_add, da, dout[i] / b[i]);
+            AKT_GRAD_PAR(n, a_add, da, dout[i] / b[i]);
     }
     if (!db)
         return;
@@ -89,10 +80,10 @@ static void binary_backward(float *da, float *db, const float *dout, const float
         return;
     }
     switch (op) {
-    case BIN_ADD: EW_GRAD(n, b_add, db, dout[i]); break;
-    case BIN_SUB: EW_GRAD(n, b_add, db, -dout[i]); break;
-    case BIN_MUL: EW_GRAD(n, b_add, db, dout[i] * a[i]); break;
-    default: EW_GRAD(n, b_add, db, -dout[i] * a[i] / (b[i] * b[i])); break;
+    case BIN_ADD: AKT_GRAD_PAR(n, b_add, db, dout[i]); break;
+    case BIN_SUB: AKT_GRAD_PAR(n, b_add, db, -dout[i]); break;
+    case BIN_MUL: AKT_GRAD_PAR(n, b_add, db, dout[i] * a[i]); break;
+    default: AKT_GRAD_PAR(n, b_add, db, -dout[i] * a[i] / (b[i] * b[i])); break;
     }
 }
 
@@ -118,9 +109,8 @@ static struct akt_tensor *binary(struct akt_tape *t, struct akt_tensor *a, struc
     AKT_ASSERT(b_scalar || a->n == b->n);
     struct akt_tensor *out = akt_tensor_new_uninit(t, a->ndim, a->shape, 0);
     binary_forward(out->data, a->data, b->data, a->n, b_scalar, op);
-    struct akt_node *nd = akt_tape_push(t, binary_bw, name, out, a, b, NULL, NULL);
+    struct akt_node *nd = akt__push_claiming(t, binary_bw, name, out, a, b, NULL);
     if (nd) {
-        nd->flags = AKT_NODE_CLAIMS_GRADS;
         nd->ip[0] = b_scalar;
         nd->ip[1] = op;
     }
@@ -156,12 +146,12 @@ static void add_relu_bw(struct akt_tape *t, const struct akt_node *n)
     if (a->requires_grad) {
         int add = akt_grad_claim(a);
         float *da = a->grad;
-        EW_GRAD(N, add, da, relu_pass(y[i], dout[i]));
+        AKT_GRAD_PAR(N, add, da, relu_pass(y[i], dout[i]));
     }
     if (b->requires_grad) {
         int add = akt_grad_claim(b);
         float *db = b->grad;
-        EW_GRAD(N, add, db, relu_pass(y[i], dout[i]));
+        AKT_GRAD_PAR(N, add, db, relu_pass(y[i], dout[i]));
     }
 }
 
@@ -175,9 +165,7 @@ struct akt_tensor *akt_add_relu(struct akt_tape *t, struct akt_tensor *a, struct
         float v = ad[i] + bd[i];
         o[i] = v > 0 ? v : 0.0f;
     });
-    struct akt_node *nd = akt_tape_push(t, add_relu_bw, "add_relu", out, a, b, NULL, NULL);
-    if (nd)
-        nd->flags = AKT_NODE_CLAIMS_GRADS;
+    akt__push_claiming(t, add_relu_bw, "add_relu", out, a, b, NULL);
     return out;
 }
 
@@ -202,14 +190,14 @@ static void unary_backward(float *dx, const float *dout, const float *x, const f
                            int op, float s, float c, int add)
 {
     switch (op) {
-    case UN_SCALE: EW_GRAD(n, add, dx, dout[i] * s); break;
-    case UN_SQUARE: EW_GRAD(n, add, dx, dout[i] * (2 * x[i])); break;
+    case UN_SCALE: AKT_GRAD_PAR(n, add, dx, dout[i] * s); break;
+    case UN_SQUARE: AKT_GRAD_PAR(n, add, dx, dout[i] * (2 * x[i])); break;
     /* as PyTorch's threshold_backward, a NaN gradient where x <= 0 is not
      * propagated */
-    case UN_RELU: EW_GRAD(n, add, dx, relu_pass(x[i], dout[i])); break;
-    case UN_LEAKY: EW_GRAD(n, add, dx, dout[i] * (x[i] > 0 ? 1.0f : s)); break;
-    case UN_TANH: EW_GRAD(n, add, dx, dout[i] * (1 - y[i] * y[i])); break;
-    default: EW_GRAD(n, add, dx, dout[i] * (s * x[i] + c > 0 ? s : 0.0f)); break;
+    case UN_RELU: AKT_GRAD_PAR(n, add, dx, relu_pass(x[i], dout[i])); break;
+    case UN_LEAKY: AKT_GRAD_PAR(n, add, dx, dout[i] * (x[i] > 0 ? 1.0f : s)); break;
+    case UN_TANH: AKT_GRAD_PAR(n, add, dx, dout[i] * (1 - y[i] * y[i])); break;
+    default: AKT_GRAD_PAR(n, add, dx, dout[i] * (s * x[i] + c > 0 ? s : 0.0f)); break;
     }
 }
 
@@ -225,9 +213,8 @@ static struct akt_tensor *unary(struct akt_tape *t, struct akt_tensor *x, int op
 {
     struct akt_tensor *out = akt_tensor_new_uninit(t, x->ndim, x->shape, 0);
     unary_forward(out->data, x->data, x->n, op, s, c);
-    struct akt_node *nd = akt_tape_push(t, unary_bw, name, out, x, NULL, NULL, NULL);
+    struct akt_node *nd = akt__push_claiming(t, unary_bw, name, out, x, NULL, NULL);
     if (nd) {
-        nd->flags = AKT_NODE_CLAIMS_GRADS;
         nd->ip[0] = op;
         nd->fp[0] = s;
         nd->fp[1] = c;

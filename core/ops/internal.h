@@ -18,6 +18,45 @@
 #define AKT_PARALLEL_FOR(n)
 #endif
 
+/* dst[i] += expr, or dst[i] = expr when add is 0 (the first gradient into
+ * a lazy grad buffer, see akt_grad_claim), for i < n; expr uses i, dst is
+ * evaluated inside the loop (pass a plain pointer). AKT_GRAD_LOOP is serial
+ * (for use inside a parallel loop), AKT_GRAD_PAR splits i over threads. */
+#define AKT_GRAD_LOOP(n, add, dst, expr)                                                         \
+    do {                                                                                          \
+        if (add)                                                                                  \
+            for (int64_t i = 0; i < (n); i++)                                                     \
+                (dst)[i] += (expr);                                                               \
+        else                                                                                      \
+            for (int64_t i = 0; i < (n); i++)                                                     \
+                (dst)[i] = (expr);                                                                \
+    } while (0)
+#define AKT_GRAD_PAR(n, add, dst, expr)                                                          \
+    do {                                                                                          \
+        if (add) {                                                                                \
+            AKT_PARALLEL_FOR(n)                                                                   \
+            for (int64_t i = 0; i < (n); i++)                                                     \
+                (dst)[i] += (expr);                                                               \
+        } else {                                                                                  \
+            AKT_PARALLEL_FOR(n)                                                                   \
+            for (int64_t i = 0; i < (n); i++)                                                     \
+                (dst)[i] = (expr);                                                                \
+        }                                                                                         \
+    } while (0)
+
+/* akt_tape_push for a record whose backward claims every input's grad
+ * (AKT_NODE_CLAIMS_GRADS); NULL when nothing is recorded */
+static inline struct akt_node *akt__push_claiming(struct akt_tape *t, akt_backward_fn fn,
+                                                  const char *name, struct akt_tensor *out,
+                                                  struct akt_tensor *a, struct akt_tensor *b,
+                                                  struct akt_tensor *c)
+{
+    struct akt_node *nd = akt_tape_push(t, fn, name, out, a, b, c, NULL);
+    if (nd)
+        nd->flags = AKT_NODE_CLAIMS_GRADS;
+    return nd;
+}
+
 /* AKT_LANES doubles as one vector (GCC/Clang vector extensions), for sums
  * in double with a fixed order: lane j adds the elements p = j mod
  * AKT_LANES in order, as a scalar loop over j would (GCC did not vectorise

@@ -67,12 +67,7 @@ static void sum_backward(float *dx, const float *dout, int64_t outer, int64_t mi
     for (int64_t o = 0; o < outer; o++) {
         if (inner == 1) { /* a row sum: one value over the row */
             float g = (float)(dout[o] / div), *d = dx + o * mid;
-            if (add)
-                for (int64_t m = 0; m < mid; m++)
-                    d[m] += g;
-            else
-                for (int64_t m = 0; m < mid; m++)
-                    d[m] = g;
+            AKT_GRAD_LOOP(mid, add, d, g);
             continue;
         }
         float *g = akt_scratch(0, (size_t)inner);
@@ -80,12 +75,7 @@ static void sum_backward(float *dx, const float *dout, int64_t outer, int64_t mi
             g[i] = (float)(dout[o * inner + i] / div);
         for (int64_t m = 0; m < mid; m++) {
             float *d = dx + (o * mid + m) * inner;
-            if (add)
-                for (int64_t i = 0; i < inner; i++)
-                    d[i] += g[i];
-            else
-                for (int64_t i = 0; i < inner; i++)
-                    d[i] = g[i];
+            AKT_GRAD_LOOP(inner, add, d, g[i]);
         }
     }
 }
@@ -110,9 +100,8 @@ static struct akt_tensor *sum_op(struct akt_tape *t, struct akt_tensor *x, int a
     AKT_ASSERT(!mean || mid > 0);
     struct akt_tensor *out = akt__reduced_new(t, x, a0, a1);
     sum_forward(out->data, x->data, outer, mid, inner, mean ? (double)mid : 1.0);
-    struct akt_node *nd = akt_tape_push(t, sum_bw, name, out, x, NULL, NULL, NULL);
+    struct akt_node *nd = akt__push_claiming(t, sum_bw, name, out, x, NULL, NULL);
     if (nd) {
-        nd->flags = AKT_NODE_CLAIMS_GRADS;
         nd->ip[0] = a0;
         nd->ip[1] = a1;
         nd->ip[2] = mean;

@@ -20,13 +20,8 @@ static void avgpool_backward(float *dx, const float *dy, int64_t planes, int64_t
 {
     AKT_PARALLEL_FOR(planes * HW)
     for (int64_t i = 0; i < planes; i++) {
-        float g = (float)(dy[i] / (double)HW);
-        if (add)
-            for (int64_t p = 0; p < HW; p++)
-                dx[i * HW + p] += g;
-        else
-            for (int64_t p = 0; p < HW; p++)
-                dx[i * HW + p] = g;
+        float g = (float)(dy[i] / (double)HW), *d = dx + i * HW;
+        AKT_GRAD_LOOP(HW, add, d, g);
     }
 }
 
@@ -46,9 +41,7 @@ struct akt_tensor *akt_global_avgpool(struct akt_tape *t, struct akt_tensor *x)
     int shape[2] = {x->shape[0], x->shape[1]};
     struct akt_tensor *y = akt_tensor_new_uninit(t, 2, shape, 0); /* all written */
     avgpool_forward(y->data, x->data, y->n, HW);
-    struct akt_node *nd = akt_tape_push(t, avgpool_bw, "global_avgpool", y, x, NULL, NULL, NULL);
-    if (nd)
-        nd->flags = AKT_NODE_CLAIMS_GRADS;
+    akt__push_claiming(t, avgpool_bw, "global_avgpool", y, x, NULL, NULL);
     return y;
 }
 
@@ -82,10 +75,8 @@ static void upsample_backward(float *dx, const float *dy, int64_t planes, int H,
         const float *dyp = dy + i * out_sz;
         for (int h = 0; h < H; h++) {
             const float *r0 = dyp + (int64_t)(2 * h) * (2 * W), *r1 = r0 + 2 * W;
-            for (int w = 0; w < W; w++) {
-                float g = (r0[2 * w] + r0[2 * w + 1]) + (r1[2 * w] + r1[2 * w + 1]);
-                dxp[(int64_t)h * W + w] = add ? dxp[(int64_t)h * W + w] + g : g;
-            }
+            float *d = dxp + (int64_t)h * W;
+            AKT_GRAD_LOOP(W, add, d, (r0[2 * i] + r0[2 * i + 1]) + (r1[2 * i] + r1[2 * i + 1]));
         }
     }
 }
@@ -105,9 +96,7 @@ struct akt_tensor *akt_upsample2x(struct akt_tape *t, struct akt_tensor *x)
     struct akt_tensor *y = akt_tensor_new_uninit(t, 4, shape, 0); /* all written */
     upsample_forward(y->data, x->data, (int64_t)x->shape[0] * x->shape[1], x->shape[2],
                      x->shape[3]);
-    struct akt_node *nd = akt_tape_push(t, upsample_bw, "upsample2x", y, x, NULL, NULL, NULL);
-    if (nd)
-        nd->flags = AKT_NODE_CLAIMS_GRADS;
+    akt__push_claiming(t, upsample_bw, "upsample2x", y, x, NULL, NULL);
     return y;
 }
 
