@@ -80,10 +80,8 @@ static void test_add_relu(void **state)
             akt_grad(y)[i] = akt_rng_normal(&r);
         akt_backward_run(&t);
         const float *src[3] = {y->data, a->grad, b->grad};
-        for (int k = 0; k < 3; k++) {
-            got[fused][k] = malloc((size_t)y->n * sizeof(float));
-            memcpy(got[fused][k], src[k], (size_t)y->n * sizeof(float));
-        }
+        for (int k = 0; k < 3; k++)
+            got[fused][k] = gc_copy(src[k], y->n);
         akt_tape_free(&t);
     }
     for (int k = 0; k < 3; k++) {

@@ -247,10 +247,8 @@ static void fused_vs_unfused(enum akt_bn_mode mode, int affine)
         akt_backward_run(&t);
         const float *src[4] = {y->data, x->grad, g->grad, b->grad};
         const int64_t len[4] = {n, n, C, C};
-        for (int k = 0; k < 4; k++) {
-            got[fused][k] = malloc((size_t)len[k] * sizeof(float));
-            memcpy(got[fused][k], src[k], (size_t)len[k] * sizeof(float));
-        }
+        for (int k = 0; k < 4; k++)
+            got[fused][k] = gc_copy(src[k], len[k]);
         akt_tape_free(&t);
     }
     const int64_t len[4] = {n, n, C, C};
@@ -549,8 +547,7 @@ static void expect_doubles(struct akt_tape *t, struct akt_tensor **ins, int nin,
     float *first[4];
     akt_backward_run(t);
     for (int i = 0; i < nin; i++) {
-        first[i] = malloc(ins[i]->n * sizeof(float));
-        memcpy(first[i], ins[i]->grad, ins[i]->n * sizeof(float));
+        first[i] = gc_copy(ins[i]->grad, ins[i]->n);
         double s = 0;
         for (int64_t j = 0; j < ins[i]->n; j++)
             s += fabs(first[i][j]);

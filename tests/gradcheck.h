@@ -49,6 +49,15 @@ static double gc_eval(gc_build_fn f, void *user, int nin, float **vals, const st
     return L;
 }
 
+/* A malloc'd copy of n floats: a snapshot of one run's values or
+ * gradients, compared bit for bit with another run's (tape freed since). */
+static inline float *gc_copy(const float *src, int64_t n)
+{
+    float *d = malloc((size_t)n * sizeof(float));
+    memcpy(d, src, (size_t)n * sizeof(float));
+    return d;
+}
+
 /* Returns the number of mismatching elements (0 = pass) and prints each. */
 static int gradcheck(const char *name, gc_build_fn f, void *user, int nin,
                      const struct gc_input *spec, unsigned seed, float h, double tol)
