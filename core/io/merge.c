@@ -15,6 +15,8 @@
  * first, then the inputs in argument order. */
 #include "akt/results.h"
 
+#include "h5attr.h"
+
 #include <errno.h>
 #include <hdf5.h>
 #include <stdio.h>
@@ -55,78 +57,11 @@ static struct entry *table_find(struct table *t, const char *id)
     return NULL;
 }
 
-static hid_t vlen_utf8(void)
-{
-    hid_t t = H5Tcopy(H5T_C_S1);
-    if (t < 0)
-        return -1;
-    if (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0) {
-        H5Tclose(t);
-        return -1;
-    }
-    return t;
-}
-
-/* A scalar string attribute, malloc'd; NULL when absent or not a string. */
-static char *read_str_attr(hid_t obj, const char *name)
-{
-    if (H5Aexists(obj, name) <= 0)
-        return NULL;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    if (a < 0)
-        return NULL;
-    hid_t ft = H5Aget_type(a), sp = H5Aget_space(a);
-    char *out = NULL;
-    if (ft >= 0 && sp >= 0 && H5Tget_class(ft) == H5T_STRING &&
-        H5Sget_simple_extent_npoints(sp) == 1) {
-        if (H5Tis_variable_str(ft) > 0) {
-            hid_t mt = vlen_utf8();
-            char *s = NULL;
-            if (mt >= 0 && H5Aread(a, mt, &s) >= 0 && s)
-                out = strdup(s);
-            if (s)
-                H5free_memory(s);
-            if (mt >= 0)
-                H5Tclose(mt);
-        } else {
-            size_t len = H5Tget_size(ft);
-            char *s = calloc(1, len + 1);
-            hid_t mt = s ? H5Tcopy(H5T_C_S1) : -1;
-            if (mt >= 0 && H5Tset_size(mt, len + 1) >= 0 && H5Aread(a, mt, s) >= 0)
-                out = s;
-            else
-                free(s);
-            if (mt >= 0)
-                H5Tclose(mt);
-        }
-    }
-    if (ft >= 0)
-        H5Tclose(ft);
-    if (sp >= 0)
-        H5Sclose(sp);
-    H5Aclose(a);
-    return out;
-}
-
+/* A scalar numeric attribute, or dflt when absent or not numeric */
 static double read_num_attr(hid_t obj, const char *name, double dflt)
 {
-    double v = dflt;
-    if (H5Aexists(obj, name) <= 0)
-        return dflt;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    if (a < 0)
-        return dflt;
-    hid_t ft = H5Aget_type(a), sp = H5Aget_space(a);
-    H5T_class_t c = ft >= 0 ? H5Tget_class(ft) : H5T_NO_CLASS;
-    if (sp >= 0 && H5Sget_simple_extent_npoints(sp) == 1 && (c == H5T_FLOAT || c == H5T_INTEGER) &&
-        H5Aread(a, H5T_NATIVE_DOUBLE, &v) < 0)
-        v = dflt;
-    if (ft >= 0)
-        H5Tclose(ft);
-    if (sp >= 0)
-        H5Sclose(sp);
-    H5Aclose(a);
-    return v;
+    double v;
+    return akt__h5_attr_f64(obj, name, &v) == 0 ? v : dflt;
 }
 
 /* Opens path read-only and checks it is an akt results file this akt can
@@ -220,8 +155,8 @@ static herr_t scan_one(hid_t runs, const char *name, const H5L_info_t *info, voi
         return 1;
     }
     struct entry n = {.src = c->src};
-    n.config = read_str_attr(g, "config");
-    char *st = read_str_attr(g, "status");
+    n.config = akt__h5_attr_str(g, "config");
+    char *st = akt__h5_attr_str(g, "status");
     snprintf(n.status, sizeof n.status, "%s", st ? st : "");
     free(st);
     n.ckpt = read_num_attr(g, "checkpoint_epoch", 0);
@@ -294,7 +229,7 @@ static int add_merged_from(hid_t f, const char **in, int n)
 {
     char **old = NULL;
     hssize_t n_old = 0;
-    hid_t st = vlen_utf8();
+    hid_t st = akt__h5_vlen_utf8();
     if (st < 0)
         return -1;
     int rc = 0;

@@ -9,6 +9,8 @@
  * simply not there. */
 #include "akt/results.h"
 
+#include "h5attr.h"
+
 #include <errno.h>
 #include <hdf5.h>
 #include <stdio.h>
@@ -32,24 +34,6 @@ struct akt_results {
 static void h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
 /* Closes any HDF5 handle (negative ids are ignored); <0 if the close failed. */
-static int h5_close(hid_t id)
-{
-    if (id < 0)
-        return 0;
-    herr_t r;
-    switch (H5Iget_type(id)) {
-    case H5I_FILE: r = H5Fclose(id); break;
-    case H5I_GROUP: r = H5Gclose(id); break;
-    case H5I_DATASET: r = H5Dclose(id); break;
-    case H5I_ATTR: r = H5Aclose(id); break;
-    case H5I_DATASPACE: r = H5Sclose(id); break;
-    case H5I_DATATYPE: r = H5Tclose(id); break;
-    case H5I_GENPROP_LST: r = H5Pclose(id); break;
-    default: r = -1; break;
-    }
-    return r < 0 ? -1 : 0;
-}
-
 /* "file:/runs/<id>[/<sub>]" for error messages. */
 static const char *where_of(char *buf, size_t n, const struct akt_results *r, const char *id,
                             const char *sub)
@@ -119,19 +103,6 @@ static void iso_time_utc(char *buf, size_t n)
 
 /* ---- attributes --------------------------------------------------------- */
 
-/* Variable-length UTF-8 string type (h5py reads it as str). */
-static hid_t vlen_utf8(void)
-{
-    hid_t t = H5Tcopy(H5T_C_S1);
-    if (t < 0)
-        return -1;
-    if (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0) {
-        H5Tclose(t);
-        return -1;
-    }
-    return t;
-}
-
 /* Opens attribute `name` of obj for rewriting when it is a scalar of the
  * wanted class (and vlen-ness for strings); otherwise deletes it and creates
  * a new scalar one with file type ftype. */
@@ -153,18 +124,18 @@ static hid_t attr_for_write(hid_t obj, const char *name, hid_t ftype)
             else
                 keep = H5Tget_size(t) == H5Tget_size(ftype);
         }
-        int bad = h5_close(t) | h5_close(sp);
+        int bad = akt__h5_close(t) | akt__h5_close(sp);
         if (keep && !bad)
             return a;
-        if (h5_close(a) < 0 || bad || H5Adelete(obj, name) < 0)
+        if (akt__h5_close(a) < 0 || bad || H5Adelete(obj, name) < 0)
             return -1;
     }
     hid_t sp = H5Screate(H5S_SCALAR);
     if (sp < 0)
         return -1;
     hid_t a = H5Acreate2(obj, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT);
-    if (h5_close(sp) < 0) {
-        h5_close(a);
+    if (akt__h5_close(sp) < 0) {
+        akt__h5_close(a);
         return -1;
     }
     return a;
@@ -172,13 +143,13 @@ static hid_t attr_for_write(hid_t obj, const char *name, hid_t ftype)
 
 static int write_attr_str(hid_t obj, const char *name, const char *value)
 {
-    hid_t t = vlen_utf8();
+    hid_t t = akt__h5_vlen_utf8();
     if (t < 0)
         return -1;
     hid_t a = attr_for_write(obj, name, t);
     int bad = a < 0 || H5Awrite(a, t, &value) < 0;
-    bad |= h5_close(a) < 0;
-    bad |= h5_close(t) < 0;
+    bad |= akt__h5_close(a) < 0;
+    bad |= akt__h5_close(t) < 0;
     return bad ? -1 : 0;
 }
 
@@ -186,7 +157,7 @@ static int write_attr_f64(hid_t obj, const char *name, double v)
 {
     hid_t a = attr_for_write(obj, name, H5T_IEEE_F64LE);
     int bad = a < 0 || H5Awrite(a, H5T_NATIVE_DOUBLE, &v) < 0;
-    bad |= h5_close(a) < 0;
+    bad |= akt__h5_close(a) < 0;
     return bad ? -1 : 0;
 }
 
@@ -194,69 +165,19 @@ static int write_attr_i32(hid_t obj, const char *name, int v)
 {
     hid_t a = attr_for_write(obj, name, H5T_STD_I32LE);
     int bad = a < 0 || H5Awrite(a, H5T_NATIVE_INT, &v) < 0;
-    bad |= h5_close(a) < 0;
+    bad |= akt__h5_close(a) < 0;
     return bad ? -1 : 0;
 }
 
 /* A scalar string attribute (variable or fixed length) into buf; 0 or -1. */
 static int read_attr_str(hid_t obj, const char *name, char *buf, size_t n)
 {
-    if (H5Aexists(obj, name) <= 0)
+    char *s = akt__h5_attr_str(obj, name);
+    if (!s)
         return -1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    if (a < 0)
-        return -1;
-    hid_t ft = H5Aget_type(a), sp = H5Aget_space(a);
-    int rc = -1;
-    if (ft >= 0 && sp >= 0 && H5Tget_class(ft) == H5T_STRING &&
-        H5Sget_simple_extent_npoints(sp) == 1) {
-        if (H5Tis_variable_str(ft) > 0) {
-            hid_t mt = vlen_utf8();
-            char *s = NULL;
-            if (mt >= 0 && H5Aread(a, mt, &s) >= 0 && s) {
-                snprintf(buf, n, "%s", s);
-                rc = 0;
-            }
-            if (s && H5free_memory(s) < 0)
-                rc = -1;
-            if (h5_close(mt) < 0)
-                rc = -1;
-        } else {
-            size_t len = H5Tget_size(ft);
-            char *s = len ? calloc(1, len + 1) : NULL;
-            hid_t mt = s ? H5Tcopy(H5T_C_S1) : -1;
-            if (mt >= 0 && H5Tset_size(mt, len + 1) >= 0 && H5Aread(a, mt, s) >= 0) {
-                snprintf(buf, n, "%s", s);
-                rc = 0;
-            }
-            if (h5_close(mt) < 0)
-                rc = -1;
-            free(s);
-        }
-    }
-    if ((h5_close(ft) | h5_close(sp) | h5_close(a)) < 0)
-        rc = -1;
-    return rc;
-}
-
-/* A scalar numeric attribute as double; 0, or -1 if absent or not numeric. */
-static int read_attr_f64(hid_t obj, const char *name, double *v)
-{
-    if (H5Aexists(obj, name) <= 0)
-        return -1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    if (a < 0)
-        return -1;
-    hid_t ft = H5Aget_type(a), sp = H5Aget_space(a);
-    int rc = -1;
-    if (ft >= 0 && sp >= 0 && H5Sget_simple_extent_npoints(sp) == 1) {
-        H5T_class_t c = H5Tget_class(ft);
-        if ((c == H5T_FLOAT || c == H5T_INTEGER) && H5Aread(a, H5T_NATIVE_DOUBLE, v) >= 0)
-            rc = 0;
-    }
-    if ((h5_close(ft) | h5_close(sp) | h5_close(a)) < 0)
-        rc = -1;
-    return rc;
+    snprintf(buf, n, "%s", s);
+    free(s);
+    return 0;
 }
 
 /* ---- groups ------------------------------------------------------------- */
@@ -317,8 +238,8 @@ static hid_t ensure_group_path(hid_t run, const char *path)
     hid_t cur = run;
     for (char *t = strtok_r(buf, "/", &save); t; t = strtok_r(NULL, "/", &save)) {
         hid_t next = child_group(cur, t, 1);
-        if (cur != run && h5_close(cur) < 0) {
-            h5_close(next);
+        if (cur != run && akt__h5_close(cur) < 0) {
+            akt__h5_close(next);
             return -1;
         }
         if (next < 0)
@@ -338,7 +259,7 @@ static int init_new_file(hid_t f)
         write_attr_str(f, "creator", CREATOR) < 0 || write_attr_str(f, "created", now) < 0)
         return -1;
     hid_t g = H5Gcreate2(f, "runs", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (g < 0 || h5_close(g) < 0)
+    if (g < 0 || akt__h5_close(g) < 0)
         return -1;
     return H5Fflush(f, H5F_SCOPE_GLOBAL) < 0 ? -1 : 0;
 }
@@ -358,7 +279,7 @@ static int check_existing(hid_t f, const char *path, struct akt_error *e)
     hid_t t = a < 0 ? -1 : H5Aget_type(a);
     long long v = 0;
     int ok = t >= 0 && H5Tget_class(t) == H5T_INTEGER && H5Aread(a, H5T_NATIVE_LLONG, &v) >= 0;
-    if ((h5_close(t) | h5_close(a)) < 0)
+    if ((akt__h5_close(t) | akt__h5_close(a)) < 0)
         ok = 0;
     if (!ok)
         return akt_error_set(e, AKT_EFORMAT, w, "attribute 'akt_schema_version' is not an integer");
@@ -392,7 +313,7 @@ int akt_results_open(struct akt_results **out, const char *path, struct akt_erro
                                  err ? ": " : "", err ? strerror(err) : "");
         }
         if (init_new_file(f) < 0) {
-            h5_close(f);
+            akt__h5_close(f);
             unlink(path);
             return akt_error_set(e, AKT_EIO, path,
                                  "writing the root group of a new results file failed (disk full?)");
@@ -427,7 +348,7 @@ int akt_results_open(struct akt_results **out, const char *path, struct akt_erro
     }
     hid_t runs = child_group(f, "runs", 0);
     if (runs < 0) {
-        h5_close(f);
+        akt__h5_close(f);
         char w[700];
         snprintf(w, sizeof w, "%s:/runs", path);
         return akt_error_set(e, AKT_EFORMAT, w, "missing or not a group (malformed results file)");
@@ -437,8 +358,8 @@ int akt_results_open(struct akt_results **out, const char *path, struct akt_erro
     if (!r || !p) {
         free(r);
         free(p);
-        h5_close(runs);
-        h5_close(f);
+        akt__h5_close(runs);
+        akt__h5_close(f);
         return akt_error_set(e, AKT_ENOMEM, path, "out of memory");
     }
     r->f = f;
@@ -452,7 +373,7 @@ int akt_results_close(struct akt_results *r, struct akt_error *e)
 {
     if (!r)
         return 0;
-    int bad = h5_close(r->runs) < 0;
+    int bad = akt__h5_close(r->runs) < 0;
     bad |= H5Fclose(r->f) < 0;
     int rc = bad ? akt_error_set(e, AKT_EIO, r->path, "closing the results file failed (disk full?)")
                  : 0;
@@ -492,8 +413,8 @@ int akt_results_run(struct akt_results *r, const char *id, const char *config_ya
             return e ? e->code : AKT_EFORMAT;
         hid_t m = child_group(g, "metrics", 1);
         int bad = m < 0;
-        bad |= h5_close(m) < 0;
-        bad |= h5_close(g) < 0;
+        bad |= akt__h5_close(m) < 0;
+        bad |= akt__h5_close(g) < 0;
         if (bad)
             return akt_error_set(e, AKT_EFORMAT, w, "group 'metrics' missing and cannot be created");
         return 0;
@@ -509,8 +430,8 @@ int akt_results_run(struct akt_results *r, const char *id, const char *config_ya
     bad = bad || write_attr_str(g, "created", now) < 0;
     hid_t m = bad ? -1 : H5Gcreate2(g, "metrics", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     bad |= m < 0;
-    bad |= h5_close(m) < 0;
-    bad |= h5_close(g) < 0;
+    bad |= akt__h5_close(m) < 0;
+    bad |= akt__h5_close(g) < 0;
     if (bad) {
         H5Ldelete(r->runs, id, H5P_DEFAULT); /* best effort: no half-made run */
         return akt_error_set(e, AKT_EIO, w, "writing the run's config and status failed");
@@ -538,14 +459,14 @@ int akt_results_set_status(struct akt_results *r, const char *id, const char *st
         return e ? e->code : AKT_EINVAL;
     where_of(w, sizeof w, r, id, NULL);
     if (!ok) {
-        h5_close(g);
+        akt__h5_close(g);
         return akt_error_set(e, AKT_EINVAL, w,
                              "status '%s' is not one of running, done, failed, interrupted",
                              status ? status : "(null)");
     }
     int bad = write_attr_str(g, "status", status) < 0;
     bad = bad || write_attr_str(g, "status_message", message ? message : "") < 0;
-    bad |= h5_close(g) < 0;
+    bad |= akt__h5_close(g) < 0;
     if (bad)
         return akt_error_set(e, AKT_EIO, w, "writing attribute 'status' failed");
     return akt_results_flush(r, e);
@@ -561,7 +482,7 @@ static int get_run_str(struct akt_results *r, const char *id, const char *name, 
     if (g < 0)
         return AKT_EINVAL;
     int rc = read_attr_str(g, name, buf, n) < 0 ? AKT_EFORMAT : 0;
-    if (h5_close(g) < 0)
+    if (akt__h5_close(g) < 0)
         rc = AKT_EFORMAT;
     return rc;
 }
@@ -585,13 +506,13 @@ int akt_results_set_attr(struct akt_results *r, const char *id, const char *name
         return e ? e->code : AKT_EINVAL;
     where_of(w, sizeof w, r, id, NULL);
     if (!name_ok(name, 1) || is_reserved(name)) {
-        h5_close(g);
+        akt__h5_close(g);
         return akt_error_set(e, AKT_EINVAL, w,
                              "attribute name '%s' is invalid or reserved (config, status, "
                              "status_message, created)", name ? name : "(null)");
     }
     int bad = write_attr_f64(g, name, v) < 0;
-    bad |= h5_close(g) < 0;
+    bad |= akt__h5_close(g) < 0;
     if (bad)
         return akt_error_set(e, AKT_EIO, w, "writing attribute '%s' failed", name);
     return 0;
@@ -602,8 +523,8 @@ int akt_results_get_attr(struct akt_results *r, const char *id, const char *name
     hid_t g = open_run(r, id, NULL);
     if (g < 0)
         return AKT_EINVAL;
-    int rc = name_ok(name, 1) && read_attr_f64(g, name, v) == 0 ? 0 : AKT_EFORMAT;
-    if (h5_close(g) < 0)
+    int rc = name_ok(name, 1) && akt__h5_attr_f64(g, name, v) == 0 ? 0 : AKT_EFORMAT;
+    if (akt__h5_close(g) < 0)
         rc = AKT_EFORMAT;
     return rc;
 }
@@ -625,8 +546,8 @@ static hid_t create_series(hid_t g, const char *name, hid_t ftype, int width)
     hid_t d = -1;
     if (sp >= 0 && pl >= 0 && H5Pset_chunk(pl, nd, chunk) >= 0)
         d = H5Dcreate2(g, name, ftype, sp, H5P_DEFAULT, pl, H5P_DEFAULT);
-    if ((h5_close(sp) | h5_close(pl)) < 0) {
-        h5_close(d);
+    if ((akt__h5_close(sp) | akt__h5_close(pl)) < 0) {
+        akt__h5_close(d);
         return -1;
     }
     return d;
@@ -642,7 +563,7 @@ static int ds_dims(hid_t d, hsize_t dims[2])
     int nd = H5Sget_simple_extent_ndims(sp);
     if (nd < 1 || nd > 2 || H5Sget_simple_extent_dims(sp, dims, NULL) < 0)
         nd = -1;
-    if (h5_close(sp) < 0)
+    if (akt__h5_close(sp) < 0)
         return -1;
     return nd;
 }
@@ -658,8 +579,8 @@ static int write_row(hid_t d, hsize_t row, hsize_t width, hid_t mtype, const voi
     int bad = fs < 0 || ms < 0 ||
               H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
               H5Dwrite(d, mtype, ms, fs, H5P_DEFAULT, buf) < 0;
-    bad |= h5_close(fs) < 0;
-    bad |= h5_close(ms) < 0;
+    bad |= akt__h5_close(fs) < 0;
+    bad |= akt__h5_close(ms) < 0;
     return bad ? -1 : 0;
 }
 
@@ -671,9 +592,9 @@ struct series {
 
 static void series_close(struct series *s, int *bad)
 {
-    int b = h5_close(s->step) < 0;
-    b |= h5_close(s->value) < 0;
-    b |= h5_close(s->g) < 0;
+    int b = akt__h5_close(s->step) < 0;
+    b |= akt__h5_close(s->value) < 0;
+    b |= akt__h5_close(s->g) < 0;
     s->g = s->step = s->value = -1;
     if (bad)
         *bad |= b;
@@ -773,8 +694,8 @@ int akt_results_append(struct akt_results *r, const char *id, const char *name, 
 out:;
     int bad = 0;
     series_close(&s, &bad);
-    bad |= h5_close(metrics) < 0;
-    bad |= h5_close(run) < 0;
+    bad |= akt__h5_close(metrics) < 0;
+    bad |= akt__h5_close(run) < 0;
     if (bad && !rc)
         rc = akt_error_set(e, AKT_EIO, w, "closing the metric's datasets failed");
     return rc;
@@ -804,7 +725,7 @@ int64_t akt_results_rows(struct akt_results *r, const char *id, const char *name
     } else if (metrics != -2) {
         rows = AKT_EFORMAT;
     }
-    if ((h5_close(metrics) | h5_close(run)) < 0)
+    if ((akt__h5_close(metrics) | akt__h5_close(run)) < 0)
         rows = AKT_EFORMAT;
     return rows;
 }
@@ -852,14 +773,14 @@ int akt_results_read_metric(struct akt_results *r, const char *id, const char *n
             bad |= fs < 0 || ms < 0 ||
                    H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
                    H5Dread(s.step, H5T_NATIVE_INT64, ms, fs, H5P_DEFAULT, steps) < 0;
-            bad |= (h5_close(fs) | h5_close(ms)) < 0;
+            bad |= (akt__h5_close(fs) | akt__h5_close(ms)) < 0;
         }
         if (values && !bad) {
             hid_t fs = H5Dget_space(s.value), ms = H5Screate_simple(1, &nvals, NULL);
             bad |= fs < 0 || ms < 0 ||
                    H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
                    H5Dread(s.value, H5T_NATIVE_DOUBLE, ms, fs, H5P_DEFAULT, values) < 0;
-            bad |= (h5_close(fs) | h5_close(ms)) < 0;
+            bad |= (akt__h5_close(fs) | akt__h5_close(ms)) < 0;
         }
         if (bad)
             rc = akt_error_set(e, AKT_EFORMAT, w, "read failed (corrupt file?)");
@@ -867,8 +788,8 @@ int akt_results_read_metric(struct akt_results *r, const char *id, const char *n
 out:;
     int bad = 0;
     series_close(&s, &bad);
-    bad |= h5_close(metrics) < 0;
-    bad |= h5_close(run) < 0;
+    bad |= akt__h5_close(metrics) < 0;
+    bad |= akt__h5_close(run) < 0;
     if (bad && !rc)
         rc = akt_error_set(e, AKT_EFORMAT, w, "closing the metric's datasets failed");
     return rc;
@@ -907,7 +828,7 @@ static herr_t trunc_one(hid_t metrics, const char *name, const H5L_info_t *info,
             int bad = !st || fs < 0 || ms < 0 ||
                       H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &n, NULL) < 0 ||
                       H5Dread(s.step, H5T_NATIVE_INT64, ms, fs, H5P_DEFAULT, st) < 0;
-            bad |= (h5_close(fs) | h5_close(ms)) < 0;
+            bad |= (akt__h5_close(fs) | akt__h5_close(ms)) < 0;
             if (bad) {
                 why = "dataset 'step' cannot be read";
             } else {
@@ -943,7 +864,7 @@ static int truncate_run(struct akt_results *r, const char *id, int64_t limit, in
         return e ? e->code : AKT_EINVAL;
     where_of(w, sizeof w, r, id, "metrics");
     if (limit < 0) {
-        h5_close(run);
+        akt__h5_close(run);
         return akt_error_set(e, AKT_EINVAL, w, "cannot truncate to %lld", (long long)limit);
     }
     hid_t metrics = open_metrics(run, 0);
@@ -956,7 +877,7 @@ static int truncate_run(struct akt_results *r, const char *id, int64_t limit, in
     } else if (metrics != -2) {
         c.rc = akt_error_set(e, AKT_EFORMAT, w, "group cannot be opened");
     }
-    int bad = (h5_close(metrics) | h5_close(run)) < 0;
+    int bad = (akt__h5_close(metrics) | akt__h5_close(run)) < 0;
     if (bad && !c.rc)
         c.rc = akt_error_set(e, AKT_EFORMAT, w, "closing the metrics group failed");
     if (c.rc)
@@ -1025,12 +946,12 @@ static int write_array(struct akt_results *r, const char *id, const char *group,
                 same = have[k] == dims[k];
             ft = H5Dget_type(d);
             same = same && ft >= 0 && H5Tequal(ft, ftype) > 0;
-            if ((h5_close(s) | h5_close(ft)) < 0)
+            if ((akt__h5_close(s) | akt__h5_close(ft)) < 0)
                 same = 0;
             ft = -1;
         }
         if (!same) {
-            int bad = h5_close(d) < 0;
+            int bad = akt__h5_close(d) < 0;
             d = -1;
             if (bad || H5Ldelete(g, name, H5P_DEFAULT) < 0) {
                 rc = akt_error_set(e, AKT_EIO, w, "cannot replace the existing dataset");
@@ -1048,7 +969,7 @@ static int write_array(struct akt_results *r, const char *id, const char *group,
     if (H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
         rc = akt_error_set(e, AKT_EIO, w, "write failed (disk full?)");
 out:;
-    int bad = (h5_close(sp) | h5_close(d) | h5_close(g) | h5_close(run)) < 0;
+    int bad = (akt__h5_close(sp) | akt__h5_close(d) | akt__h5_close(g) | akt__h5_close(run)) < 0;
     if (bad && !rc)
         rc = akt_error_set(e, AKT_EIO, w, "closing the dataset failed");
     return rc;
@@ -1143,7 +1064,7 @@ static int read_array(struct akt_results *r, const char *id, const char *group, 
     if (n > 0 && H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
         rc = akt_error_set(e, AKT_EFORMAT, w, "read failed (corrupt file?)");
 out:;
-    int bad = (h5_close(ft) | h5_close(sp) | h5_close(d) | h5_close(run)) < 0;
+    int bad = (akt__h5_close(ft) | akt__h5_close(sp) | akt__h5_close(d) | akt__h5_close(run)) < 0;
     if (bad && !rc)
         rc = akt_error_set(e, AKT_EFORMAT, w, "closing the dataset failed");
     return rc;
@@ -1216,7 +1137,7 @@ int akt_results_set_group_attr(struct akt_results *r, const char *id, const char
     int rc = g < 0 ? (e ? e->code : AKT_EINVAL) : 0;
     if (!rc && write_attr_f64(g, name, v) < 0)
         rc = akt_error_set(e, AKT_EIO, w, "writing attribute '%s' failed", name);
-    if ((h5_close(g) | h5_close(run)) < 0 && !rc)
+    if ((akt__h5_close(g) | akt__h5_close(run)) < 0 && !rc)
         rc = akt_error_set(e, AKT_EIO, w, "closing the group failed");
     return rc;
 }
@@ -1229,7 +1150,7 @@ int akt_results_set_group_attr_str(struct akt_results *r, const char *id, const 
     int rc = g < 0 ? (e ? e->code : AKT_EINVAL) : 0;
     if (!rc && write_attr_str(g, name, value ? value : "") < 0)
         rc = akt_error_set(e, AKT_EIO, w, "writing attribute '%s' failed", name);
-    if ((h5_close(g) | h5_close(run)) < 0 && !rc)
+    if ((akt__h5_close(g) | akt__h5_close(run)) < 0 && !rc)
         rc = akt_error_set(e, AKT_EIO, w, "closing the group failed");
     return rc;
 }
@@ -1239,8 +1160,8 @@ int akt_results_get_group_attr(struct akt_results *r, const char *id, const char
 {
     char w[1400];
     hid_t run = -1, g = open_sub_group(r, id, group, name, 0, &run, w, sizeof w, NULL);
-    int rc = g >= 0 && read_attr_f64(g, name, v) == 0 ? 0 : AKT_EFORMAT;
-    if ((h5_close(g) | h5_close(run)) < 0)
+    int rc = g >= 0 && akt__h5_attr_f64(g, name, v) == 0 ? 0 : AKT_EFORMAT;
+    if ((akt__h5_close(g) | akt__h5_close(run)) < 0)
         rc = AKT_EFORMAT;
     return rc;
 }
@@ -1253,7 +1174,7 @@ int akt_results_get_group_attr_str(struct akt_results *r, const char *id, const 
         buf[0] = 0;
     hid_t run = -1, g = open_sub_group(r, id, group, name, 0, &run, w, sizeof w, NULL);
     int rc = g >= 0 && read_attr_str(g, name, buf, n) == 0 ? 0 : AKT_EFORMAT;
-    if ((h5_close(g) | h5_close(run)) < 0)
+    if ((akt__h5_close(g) | akt__h5_close(run)) < 0)
         rc = AKT_EFORMAT;
     return rc;
 }
