@@ -67,6 +67,60 @@ static void test_accuracy_lossless1000(void **s)
     accuracy_on("cifar-10-batches-bin/test_batch_lossless1000.bin", 915, 1000);
 }
 
+/* The deeper shared teachers (data README, "Deeper teachers"): depth read
+ * off the file, PyTorch's top-1 on the lossless 1000 exactly, also as `akt
+ * eval` prints it. */
+static void test_accuracy_deeper(void **s)
+{
+    (void)s;
+    static const struct { int depth, correct; const char *top1; } nets[] = {
+        {32, 928, "top1=92.80"}, {44, 933, "top1=93.30"}, {56, 926, "top1=92.60"}};
+    char db[1024];
+    const char *dp = data_path("cifar-10-batches-bin/test_batch_lossless1000.bin", db, sizeof db);
+    if (!dp)
+        skip();
+    struct akt_dataset d;
+    struct akt_error e = {0};
+    assert_int_equal(akt_cifar_load(&d, dp, AKT_CIFAR10, &e), 0);
+    akt_threads_set(2);
+    for (size_t i = 0; i < sizeof nets / sizeof nets[0]; i++) {
+        char rel[128], tb[1024];
+        snprintf(rel, sizeof rel, "teachers/resnet%d_cifar10_akamaster_optA.h5", nets[i].depth);
+        const char *tp = data_path(rel, tb, sizeof tb);
+        assert_non_null(tp);
+        struct akt_resnet m;
+        assert_int_equal(akt_resnet_load(&m, tp, &e), 0);
+        int n = (nets[i].depth - 2) / 6;
+        assert_int_equal(m.depth, nets[i].depth);
+        assert_int_equal(m.blocks_per_stage, n);
+        assert_int_equal(m.n_features, 3 * n);
+        assert_int_equal(m.n_acts, 6 * n + 1);
+        struct akt_eval_result r;
+        assert_int_equal(akt_evaluate(&m, NULL, &d, 200, NULL, NULL, &r, &e), 0);
+        note("resnet%d: top1 %.2f top5 %.2f n %d\n", nets[i].depth, r.top1, r.top5, r.n);
+        assert_int_equal(r.n, 1000);
+        assert_int_equal(r.correct1, nets[i].correct);
+        akt_resnet_free(&m);
+        const char *bin = getenv("AKT_BIN");
+        if (bin && nets[i].depth == 56) {
+            char cmd[3200], out[512] = "";
+            snprintf(cmd, sizeof cmd, "'%s' eval --teacher '%s' --data '%s' 2>&1", bin, tp, dp);
+            FILE *p = popen(cmd, "r");
+            assert_non_null(p);
+            size_t got = fread(out, 1, sizeof out - 1, p);
+            out[got] = 0;
+            assert_int_equal(pclose(p), 0);
+            char lines[512];
+            memcpy(lines, out, sizeof lines);
+            for (char *line = strtok(lines, "\n"); line; line = strtok(NULL, "\n"))
+                note("akt eval: %s\n", line); /* TAP: every line a comment */
+            assert_non_null(strstr(out, nets[i].top1));
+            assert_non_null(strstr(out, "resnet56"));
+        }
+    }
+    akt_dataset_free(&d);
+}
+
 static void test_accuracy_full_test_batch(void **s)
 {
     (void)s;
@@ -104,7 +158,7 @@ static void test_determinism(void **s)
 {
     (void)s;
     struct akt_resnet m;
-    akt_resnet_init(&m, 10, AKT_SHORTCUT_CONV1X1);
+    akt_resnet_init(&m, 20, 10, AKT_SHORTCUT_CONV1X1);
     struct akt_rng r;
     akt_rng_seed(&r, 3);
     akt_resnet_init_random(&m, &r);
@@ -131,7 +185,7 @@ static void test_roundtrip_and_shapes(void **s)
     (void)s;
     for (int sc = 0; sc < 2; sc++) {
         struct akt_resnet m, m2;
-        akt_resnet_init(&m, 100, sc);
+        akt_resnet_init(&m, 20, 100, sc);
         struct akt_rng r;
         akt_rng_seed(&r, 11 + sc);
         akt_resnet_init_random(&m, &r);
@@ -187,7 +241,7 @@ static void expect_load_error(const char *path, int code, const char *s1, const 
 static void write_broken(const char *path, const char *key, int ndim, const hsize_t *dims)
 {
     struct akt_resnet m;
-    akt_resnet_init(&m, 10, AKT_SHORTCUT_PAD);
+    akt_resnet_init(&m, 20, 10, AKT_SHORTCUT_PAD);
     struct akt_error e = {0};
     assert_int_equal(akt_resnet_save(&m, path, &e), 0);
     akt_resnet_free(&m);
@@ -201,6 +255,26 @@ static void write_broken(const char *path, const char *key, int ndim, const hsiz
         assert_true(d >= 0);
         H5Dclose(d);
         H5Sclose(sp);
+    }
+    H5Fclose(f);
+}
+
+/* Replaces (or, with NULL, removes) the root attribute arch of a file. */
+static void set_arch(const char *path, const char *arch)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    assert_true(f >= 0);
+    if (H5Aexists(f, "arch") > 0)
+        assert_true(H5Adelete(f, "arch") >= 0);
+    if (arch) {
+        hid_t ty = H5Tcopy(H5T_C_S1);
+        H5Tset_size(ty, H5T_VARIABLE);
+        hid_t sp = H5Screate(H5S_SCALAR);
+        hid_t a = H5Acreate2(f, "arch", ty, sp, H5P_DEFAULT, H5P_DEFAULT);
+        assert_true(a >= 0 && H5Awrite(a, ty, &arch) >= 0);
+        H5Aclose(a);
+        H5Sclose(sp);
+        H5Tclose(ty);
     }
     H5Fclose(f);
 }
@@ -232,9 +306,39 @@ static void test_bad_teacher_files(void **s)
     write_broken(p, "layer2.0.shortcut.0.weight", 4, (hsize_t[]){32, 16, 1, 1});
     expect_load_error(p, AKT_EFORMAT, "layer2.0.shortcut.0.weight", "unexpected dataset");
 
+    /* the depth: the arch attribute must agree with the keys */
+    struct akt_resnet m32;
+    akt_resnet_init(&m32, 32, 10, AKT_SHORTCUT_PAD);
+    snprintf(p, sizeof p, "%s/r32.h5", g_tmp);
+    struct akt_error e0 = {0};
+    assert_int_equal(akt_resnet_save(&m32, p, &e0), 0);
+    akt_resnet_free(&m32);
+    set_arch(p, "resnet56");
+    expect_load_error(p, AKT_EFORMAT, "attribute 'arch' is 'resnet56' (9 blocks per stage)",
+                      "keys layer1.0..4, layer2.0..4, layer3.0..4");
+    set_arch(p, "resnet21");
+    expect_load_error(p, AKT_EFORMAT, "attribute 'arch' is 'resnet21'", "resnet<6n+2>");
+    set_arch(p, NULL); /* no attribute: the keys decide */
+    struct akt_resnet mk;
+    assert_int_equal(akt_resnet_load(&mk, p, &e0), 0);
+    assert_int_equal(mk.depth, 32);
+    akt_resnet_free(&mk);
+    hid_t hf = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT); /* stage 3 one block short */
+    static const char *const blk[] = {"conv1.weight", "conv2.weight", "bn1.weight", "bn1.bias",
+                                      "bn1.running_mean", "bn1.running_var", "bn2.weight",
+                                      "bn2.bias", "bn2.running_mean", "bn2.running_var"};
+    for (size_t k = 0; k < sizeof blk / sizeof blk[0]; k++) {
+        char key[64];
+        snprintf(key, sizeof key, "layer3.4.%s", blk[k]);
+        assert_true(H5Ldelete(hf, key, H5P_DEFAULT) >= 0);
+    }
+    H5Fclose(hf);
+    expect_load_error(p, AKT_EFORMAT, "no 'arch' attribute",
+                      "keys layer1.0..4, layer2.0..4, layer3.0..3");
+
     /* a truncated copy of a valid file */
     struct akt_resnet m;
-    akt_resnet_init(&m, 10, AKT_SHORTCUT_PAD);
+    akt_resnet_init(&m, 20, 10, AKT_SHORTCUT_PAD);
     snprintf(p, sizeof p, "%s/full.h5", g_tmp);
     struct akt_error e = {0};
     assert_int_equal(akt_resnet_save(&m, p, &e), 0);
@@ -275,6 +379,7 @@ int main(void)
         cmocka_unit_test(test_roundtrip_and_shapes),
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_accuracy_lossless1000),
+        cmocka_unit_test(test_accuracy_deeper),
         cmocka_unit_test(test_accuracy_full_test_batch),
     };
     /* AKT_QUICK (sanitizer runs): the 1000-image check suffices; the test is

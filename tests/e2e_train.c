@@ -22,7 +22,7 @@
 #define note(...) (printf("# "), printf(__VA_ARGS__), fflush(stdout))
 
 static char g_tmp[256];
-static char g_teacher[1024], g_data[1024];
+static char g_teacher[1024], g_data[1024], g_teacher56[1024];
 static struct akt_registry g_reg;
 
 static int have_data(void)
@@ -32,7 +32,10 @@ static int have_data(void)
         return 0;
     snprintf(g_teacher, sizeof g_teacher, "%s/teachers/resnet20_cifar10_akamaster_optA.h5", root);
     snprintf(g_data, sizeof g_data, "%s/cifar-10-batches-bin/test_batch_lossless1000.bin", root);
-    return access(g_teacher, R_OK) == 0 && access(g_data, R_OK) == 0;
+    snprintf(g_teacher56, sizeof g_teacher56, "%s/teachers/resnet56_cifar10_akamaster_optA.h5",
+             root);
+    return access(g_teacher, R_OK) == 0 && access(g_data, R_OK) == 0 &&
+           access(g_teacher56, R_OK) == 0;
 }
 
 static void tiny_config(struct akt_run_config *c, const char *gen, const char *loss)
@@ -136,6 +139,132 @@ static void test_matrix(void **s)
             assert_string_equal(status, "done");
             akt_results_close(res, &e);
         }
+}
+
+/* Every generator x loss on the ResNet-56 teacher (27 body outputs, 55
+ * activation quantizers): a tiny schedule, the feature term exactly 0 for
+ * logit and positive otherwise, and the activation ranges of all 55 ReLUs. */
+static void test_matrix_resnet56(void **s)
+{
+    (void)s;
+    if (!have_data())
+        skip();
+    static const char *gens[] = {"gdfq", "qimera", "adadfq"};
+    static const char *losses[] = {"logit", "spatial", "channel", "akt"};
+    int quick = getenv("AKT_QUICK") != NULL;
+    for (int gi = 0; gi < 3; gi++)
+        for (int li = 0; li < 4; li++) {
+            if (quick && !((gi == 0 && (li == 0 || li == 3)) || (gi == 2 && li == 2)))
+                continue;
+            struct akt_run_config c;
+            tiny_config(&c, gens[gi], losses[li]);
+            snprintf(c.teacher_path, sizeof c.teacher_path, "%s", g_teacher56);
+            c.epochs = 1;
+            c.iters = 2;
+            c.batch = 4;
+            c.warmup_epochs = 0; /* SGD steps in the one epoch */
+            c.eval_limit = 20;
+            c.eval_batch = 20;
+            char out[512];
+            snprintf(out, sizeof out, "%s/r56_%s_%s.h5", g_tmp, gens[gi], losses[li]);
+            snprintf(c.id, sizeof c.id, "%s-%s", gens[gi], losses[li]);
+            snprintf(c.out_path, sizeof c.out_path, "%s", out);
+            struct akt_run_result r;
+            struct akt_error e = {0};
+            int rc = akt_run_train(&c, &g_reg, NULL, &r, &e);
+            if (rc)
+                note("%s: %s\n", e.where, e.what);
+            assert_int_equal(rc, 0);
+            assert_int_equal(r.epochs_done, 1);
+            double v[2 * 55 + 8];
+            int n = read_metric(out, c.id, "loss.feature", v, 8);
+            note("resnet56 %-6s %-7s final %.1f (teacher %.1f on 20), loss.feature %g\n",
+                 gens[gi], losses[li], r.final_top1, r.top1_fp, n == 1 ? v[0] : NAN);
+            if (li == 0)
+                assert_true(n == 1 && v[0] == 0.0);
+            else
+                assert_true(n == 1 && v[0] > 0 && isfinite(v[0]));
+            /* one row of 55 lower then 55 upper bounds */
+            hid_t f = H5Fopen(out, H5F_ACC_RDONLY, H5P_DEFAULT);
+            char ds[256];
+            snprintf(ds, sizeof ds, "/runs/%s/metrics/act_range/value", c.id);
+            hid_t d = H5Dopen2(f, ds, H5P_DEFAULT);
+            hid_t sp = H5Dget_space(d);
+            hsize_t dims[2] = {0, 0};
+            assert_int_equal(H5Sget_simple_extent_ndims(sp), 2);
+            H5Sget_simple_extent_dims(sp, dims, NULL);
+            assert_true(dims[0] == 1 && dims[1] == 2 * 55);
+            H5Sclose(sp);
+            H5Dclose(d);
+            /* 27 body outputs' maps among the final tensors */
+            snprintf(ds, sizeof ds, "/runs/%s/tensors/attention/student_channel_F27", c.id);
+            assert_true(H5Oexists_by_name(f, ds, H5P_DEFAULT) > 0);
+            H5Fclose(f);
+            /* the depth, read off the teacher */
+            double depth = 0;
+            struct akt_results *res;
+            assert_int_equal(akt_results_open(&res, out, &e), 0);
+            assert_int_equal(akt_results_get_attr(res, c.id, "depth", &depth), 0);
+            assert_true(depth == 56);
+            akt_results_close(res, &e);
+        }
+}
+
+/* A generator with nothing to train (test_noise: no loss, update or state)
+ * runs, checkpoints 0 generator floats, and resumes bit-identically after a
+ * stop in epoch 1. */
+struct stop_after {
+    volatile int stop;
+    int epoch;
+};
+
+static void stop_on_epoch(const struct akt_epoch_report *rep, void *user)
+{
+    struct stop_after *sa = user;
+    if (rep->epoch == sa->epoch)
+        sa->stop = 1;
+}
+
+static void test_noise_generator(void **s)
+{
+    (void)s;
+    if (!have_data())
+        skip();
+    char so[1024];
+    snprintf(so, sizeof so, "%s/testing/test_noise.so", getenv("AKT_PLUGIN_BUILD"));
+    struct akt_error e = {0};
+    if (!akt_registry_find(&g_reg, AKT_PLUGIN_GENERATOR, "test_noise"))
+        assert_int_equal(akt_registry_load_file(&g_reg, so, &e), 0);
+    double ref[3][8], got[3][8];
+    static const char *names[3] = {"top1", "loss_q", "grad_norm"};
+    char a[512], b[512];
+    snprintf(a, sizeof a, "%s/noise_a.h5", g_tmp);
+    snprintf(b, sizeof b, "%s/noise_b.h5", g_tmp);
+    struct akt_run_config c;
+    tiny_config(&c, "test_noise", "akt");
+    c.epochs = 3;
+    struct akt_run_result r;
+    snprintf(c.out_path, sizeof c.out_path, "%s", a);
+    int rc = akt_run_train(&c, &g_reg, NULL, &r, &e);
+    if (rc)
+        note("%s: %s\n", e.where, e.what);
+    assert_int_equal(rc, 0);
+    assert_true(r.best_top1 >= 0);
+    double lg[8];
+    assert_int_equal(read_metric(a, c.id, "loss_g", lg, 8), 3);
+    assert_true(lg[0] == 0 && lg[2] == 0); /* no generator loss */
+
+    snprintf(c.out_path, sizeof c.out_path, "%s", b);
+    struct stop_after sa = {.stop = 0, .epoch = 0};
+    struct akt_run_callbacks cb = {.epoch = stop_on_epoch, .stop = &sa.stop, .user = &sa};
+    assert_int_equal(akt_run_train(&c, &g_reg, &cb, &r, &e), AKT_EINTR);
+    assert_int_equal(r.epochs_done, 1);
+    assert_int_equal(akt_run_train(&c, &g_reg, NULL, &r, &e), 0); /* resumes at epoch 1 */
+    for (int k = 0; k < 3; k++) {
+        assert_int_equal(read_metric(a, c.id, names[k], ref[k], 8), 3);
+        assert_int_equal(read_metric(b, c.id, names[k], got[k], 8), 3);
+        assert_memory_equal(ref[k], got[k], 3 * sizeof(double));
+    }
 }
 
 static void test_determinism(void **s)
@@ -287,7 +416,7 @@ static void test_bad_config(void **s)
 
     /* a 100-class teacher against CIFAR-10 data */
     struct akt_resnet m;
-    akt_resnet_init(&m, 100, AKT_SHORTCUT_PAD);
+    akt_resnet_init(&m, 20, 100, AKT_SHORTCUT_PAD);
     char path[512];
     snprintf(path, sizeof path, "%s/t100.h5", g_tmp);
     struct akt_error e = {0};
@@ -339,6 +468,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_config),
         cmocka_unit_test(test_matrix),
+        cmocka_unit_test(test_matrix_resnet56),
+        cmocka_unit_test(test_noise_generator),
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_resume_after_sigkill),
         cmocka_unit_test(test_nan_stops_and_saves),

@@ -141,7 +141,7 @@ static void fake_log(const struct akt_host *h, const char *fmt, ...)
  * running statistics, so the BNS loss has something to match. */
 static void random_resnet(struct akt_resnet *m, int classes, struct akt_rng *r)
 {
-    akt_resnet_init(m, classes, AKT_SHORTCUT_CONV1X1);
+    akt_resnet_init(m, 20, classes, AKT_SHORTCUT_CONV1X1);
     akt_resnet_init_random(m, r);
     for (int i = 0; i < m->n_params; i++) {
         struct akt_param *p = &m->params[i];
@@ -201,6 +201,16 @@ static void *make(const struct akt_plugin *p, struct fake *f, const struct akt_p
     return g;
 }
 
+/* sample() as the host calls it: h->batch is the one batch size. */
+static int sample_n(const struct akt_plugin *p, void *g, struct fake *f, struct akt_tape *t, int B,
+                    struct akt_gen_batch *b, struct akt_error *e)
+{
+    f->h.batch = B;
+    memset(b, 0, sizeof *b);
+    b->size = sizeof *b;
+    return p->ops.gen.sample(g, &f->h, t, b, e);
+}
+
 /* One generator step as the runner does it: sample, teacher (and student)
  * forward, loss; with backward, the Adam step at lr. Returns the loss. */
 static double gen_step(const struct akt_plugin *p, void *g, struct fake *f, struct akt_tape *t,
@@ -208,7 +218,7 @@ static double gen_step(const struct akt_plugin *p, void *g, struct fake *f, stru
 {
     struct akt_error e = {0};
     akt_tape_reset(t);
-    assert_int_equal(p->ops.gen.sample(g, &f->h, t, B, b, &e), AKT_OK);
+    assert_int_equal(sample_n(p, g, f, t, B, b, &e), AKT_OK);
     f->h.teacher_forward(&f->h, t, b->x, &f->tout);
     const struct akt_resnet_out *so = NULL;
     if (p->ops.gen.needs_student) {
@@ -248,7 +258,7 @@ static void test_descriptors(void **state)
         assert_non_null(p->ops.gen.state);
         assert_true(fabsf(p->ops.gen.lr - 1e-3f) < 1e-9f);
         assert_int_equal(p->ops.gen.needs_student, i == 2);
-        assert_string_equal(p->ops.gen.logit_loss, i == 2 ? "entropy" : "kd");
+        assert_int_equal(p->ops.gen.logit_loss, i == 2 ? AKT_LOGIT_ENTROPY : AKT_LOGIT_KD);
         assert_true(p->n_params > 0 && p->n_params <= AKT_PLUGIN_MAX_PARAMS);
         for (int k = 0; k < p->n_params; k++) {
             const struct akt_param_def *d = &p->params[k];
@@ -666,7 +676,7 @@ static void fd_check(const char *name, const struct akt_param_values *vin, int B
     struct akt_gen_batch b;
     struct akt_error e = {0};
     t.recording = 0;
-    assert_int_equal(p->ops.gen.sample(g, &f->h, &t, B, &b, &e), AKT_OK);
+    assert_int_equal(sample_n(p, g, f, &t, B, &b, &e), AKT_OK);
     calibrate(&f->teacher, b.x, &rc);
     calibrate(&f->student, b.x, &rc);
     t.recording = 1;
@@ -802,7 +812,7 @@ static void soft_targets(int wbits, int K_param, int expect_k)
     struct akt_gen_batch b;
     struct akt_error e = {0};
     const int B = 6, C = 100;
-    assert_int_equal(p->ops.gen.sample(g, &f->h, &t, B, &b, &e), AKT_OK);
+    assert_int_equal(sample_n(p, g, f, &t, B, &b, &e), AKT_OK);
     assert_non_null(b.target);
     assert_int_equal(b.target->ndim, 2);
     assert_int_equal(b.target->shape[0], B);
@@ -902,7 +912,7 @@ static void test_qimera_frequency(void **state)
             struct akt_gen_batch b;
             struct akt_error e = {0};
             akt_tape_reset(&t);
-            assert_int_equal(p->ops.gen.sample(g, &f->h, &t, 1, &b, &e), AKT_OK);
+            assert_int_equal(sample_n(p, g, f, &t, 1, &b, &e), AKT_OK);
             mixed += b.target != NULL;
         }
         double freq = (double)mixed / draws[k];
@@ -970,8 +980,8 @@ static void test_refusals(void **state)
     akt_tape_init(&t, 64 << 20);
     t.recording = 0;
     struct akt_gen_batch b;
-    assert_int_equal(p->ops.gen.sample(g, &f->h, &t, 0, &b, &e), AKT_EINVAL);
-    assert_int_equal(p->ops.gen.sample(g, &f->h, &t, 2, &b, &e), AKT_OK);
+    assert_int_equal(sample_n(p, g, f, &t, 0, &b, &e), AKT_EINVAL);
+    assert_int_equal(sample_n(p, g, f, &t, 2, &b, &e), AKT_OK);
     f->h.teacher_forward(&f->h, &t, b.x, &f->tout);
     /* AdaDFQ without the student's output */
     memset(&e, 0, sizeof e);

@@ -69,21 +69,28 @@ static const struct refusal refusals[] = {
     {"testing/does_not_exist.so", {"cannot open plugin", "No such file"}, 0},
     {"testing/test_unresolved.so", {"not a loadable shared object", "akt_test_no_such_function"}, 0},
     {"testing/test_no_symbol.so", {"no symbol akt_plugin_get", NULL}, 1},
-    {"testing/test_abi.so", {"plugin ABI 7, host ABI 1", NULL}, 1},
+    {"testing/test_abi.so", {"plugin ABI 7, host ABI 2", NULL}, 1},
+    /* a plugin binary built against ABI 1's header (plugins/testing/abi1.c) */
+    {"testing/test_abi1.so", {"plugin ABI 1, host ABI 2", "rebuild the plugin"}, 1},
+    {"testing/test_param_size.so", {"param_size 0 is smaller", "AKT_PLUGIN_HEADER"}, 1},
+    {"testing/test_logit.so", {"logit_loss 5 is not AKT_LOGIT_KD", NULL}, 1},
+    {"testing/test_string_default.so",
+     {"bad parameter table", "'which': default 'all' is refused: nothing is accepted"}, 1},
     {"testing/test_size.so", {"descriptor size", "too small"}, 1},
     {"testing/test_kind.so", {"unknown kind 3", NULL}, 1},
     {"testing/test_no_name.so", {"loss without a name", NULL}, 1},
     {"testing/test_no_create.so", {"'test_broken' has no create", NULL}, 1},
     {"testing/test_no_destroy.so", {"'test_broken' has no destroy", NULL}, 1},
     {"testing/test_no_ops.so", {"has no ops.loss.compute", NULL}, 1},
-    {"testing/test_gen_ops.so", {"generator 'test_broken' has no ops.gen.update", NULL}, 1},
+    {"testing/test_gen_ops.so",
+     {"generator 'test_broken' has ops.gen.update but no ops.gen.loss", NULL}, 1},
     {"testing/test_null_key.so", {"bad parameter table", "parameter 2: key is NULL"}, 1},
     {"testing/test_default_range.so",
      {"bad parameter table", "'tau': default 20 is outside its range [0, 10]"}, 1},
     {"testing/test_choice_default.so",
      {"bad parameter table", "'mode': default 3 is not an index into its 3 choices"}, 1},
     {"testing/test_dup_key.so", {"bad parameter table", "'lambda' is declared twice"}, 1},
-    {"testing/test_too_many.so", {"bad parameter table", "n_params is 25, expected 0..24"}, 1},
+    {"testing/test_too_many.so", {"n_params is 25, expected 0..24", NULL}, 1},
 };
 
 static void check_refused(struct akt_registry *r, const char *path, const char *const *reason,
@@ -189,7 +196,7 @@ static void test_good_file(void **state)
     assert_null(akt_registry_find(&r, AKT_PLUGIN_LOSS, "nope"));
     assert_string_equal(r.entries[0].path, path);
     /* the host's copy fills what the plugin left out */
-    assert_string_equal(g->ops.gen.logit_loss, "kd");
+    assert_int_equal(g->ops.gen.logit_loss, AKT_LOGIT_KD);
     assert_string_equal(l->summary, "");
     assert_true(fabsf(g->ops.gen.lr - 1e-3f) < 1e-9f);
 
@@ -283,23 +290,56 @@ static void test_load_dir_and_path(void **state)
     expect_in(msg(&e), "/nonexistent/akt: cannot read plugin folder");
     akt_registry_free(&r);
 
+    /* the built-in plugins alone */
+    akt_registry_init(&r);
+    assert_int_equal(akt_registry_load_default(&r, &e), 0);
+    int builtin = r.n;
+    assert_true(builtin >= 7); /* gdfq qimera adadfq, logit spatial channel akt */
+    assert_non_null(akt_registry_find(&r, AKT_PLUGIN_LOSS, "akt"));
+    akt_registry_free(&r);
+
+    /* AKT_PLUGIN_PATH adds to the built-in folders (it does not replace them) */
     char path[1200];
-    snprintf(path, sizeof path, "%s:/nonexistent/akt::%s", d1, d2);
+    snprintf(path, sizeof path, "%s::%s", d1, d2);
     setenv("AKT_PLUGIN_PATH", path, 1);
     akt_registry_init(&r);
     assert_int_equal(akt_registry_load_default(&r, &e), 0);
     unsetenv("AKT_PLUGIN_PATH");
-    assert_int_equal(r.n, 4);
+    assert_int_equal(r.n, 4 + builtin);
     assert_non_null(akt_registry_find(&r, AKT_PLUGIN_LOSS, "template_mse"));
     assert_null(akt_registry_find(&r, AKT_PLUGIN_LOSS, "test_dup")); /* shadowed */
     assert_non_null(akt_registry_find(&r, AKT_PLUGIN_LOSS, "test_failing_create"));
+    assert_non_null(akt_registry_find(&r, AKT_PLUGIN_GENERATOR, "gdfq"));
+    assert_non_null(akt_registry_find(&r, AKT_PLUGIN_LOSS, "akt"));
+    akt_registry_free(&r);
+
+    /* so do --plugin-dir folders, searched before AKT_PLUGIN_PATH: d2's b.so
+     * now shadows d1's */
+    setenv("AKT_PLUGIN_PATH", d1, 1);
+    akt_registry_init(&r);
+    const char *dirs[] = {d2};
+    assert_int_equal(akt_registry_load_search_path(&r, dirs, 1, &e), 0);
+    unsetenv("AKT_PLUGIN_PATH");
+    assert_int_equal(r.n, 4 + builtin); /* d2: b c, d1: a (two descriptors) */
+    assert_non_null(akt_registry_find(&r, AKT_PLUGIN_LOSS, "test_dup"));
+    assert_null(akt_registry_find(&r, AKT_PLUGIN_LOSS, "template_mse"));
+    assert_non_null(akt_registry_find(&r, AKT_PLUGIN_LOSS, "akt"));
+    akt_registry_free(&r);
+
+    /* a folder the user names must exist */
+    setenv("AKT_PLUGIN_PATH", "/nonexistent/akt", 1);
+    akt_registry_init(&r);
+    assert_int_equal(akt_registry_load_default(&r, &e), AKT_EIO);
+    unsetenv("AKT_PLUGIN_PATH");
+    expect_in(msg(&e), "/nonexistent/akt: plugin folder (from AKT_PLUGIN_PATH) does not exist");
+    assert_int_equal(r.n, 0);
     akt_registry_free(&r);
 
     /* one bad file in a folder fails the whole load, naming that file */
     link_plugin(d2, "d.so", plug("testing/test_abi.so"));
     akt_registry_init(&r);
     assert_int_equal(akt_registry_load_dir(&r, d2, &e), AKT_EPLUGIN);
-    expect_in(msg(&e), "/d.so: descriptor 0 refused: plugin ABI 7, host ABI 1");
+    expect_in(msg(&e), "/d.so: descriptor 0 refused: plugin ABI 7, host ABI 2");
     akt_registry_free(&r);
 
     static const char *const names1[] = {"a.so", "b.so", "readme.txt", "dir.so", NULL};
@@ -433,9 +473,8 @@ static struct akt_tensor *run_loss(const struct akt_plugin *p, void *self,
 {
     struct akt_resnet_out so = {.logits = zs}, to = {.logits = zt};
     int labels[2] = {0, 2};
-    struct akt_loss_input in = {.teacher = &to, .student = &so, .labels = labels,
-                                .generator_logit_loss = "kd", .batch = zs->shape[0],
-                                .num_classes = zs->shape[1]};
+    struct akt_loss_input in = {.size = sizeof in, .teacher = &to, .student = &so,
+                                .labels = labels, .generator_logit_loss = AKT_LOGIT_KD};
     return p->ops.loss.compute(self, h, t, &in, e);
 }
 
@@ -589,6 +628,8 @@ static void test_cli(void **state)
         "template_mse", "weighted mean squared error", "/template_mse.so", "weight", "float",
         "[0, 1000]", "mean|sum|batchmean", "factor the loss is multiplied by", "warmup",
         "generator", "test_same", "steps", "[1, 10]", "noise",
+        /* the built-in plugins stay: --plugin-dir adds a folder */
+        "gdfq", "akt_losses.so",
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         expect_in(out, want[i]);
@@ -601,7 +642,8 @@ static void test_cli(void **state)
 
     snprintf(cmd, sizeof cmd, "'%s' plugins --plugin-dir /nonexistent/akt 2>&1", bin);
     assert_int_equal(run_cmd(cmd, out, sizeof out), 1);
-    expect_in(out, "akt: error: /nonexistent/akt: cannot read plugin folder");
+    expect_in(out, "akt: error: /nonexistent/akt: plugin folder (from --plugin-dir) does not "
+                   "exist");
 
     snprintf(cmd, sizeof cmd, "'%s' plugins --plugin-dir '%s' 2>&1", bin,
              plug("testing"));

@@ -25,11 +25,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "akt/distill.h"
 #include "akt/plugin.h"
 
 #define B 2
 #define NCLS 10
-#define NMAP AKT_RESNET_BLOCKS
+#define NMAP 9 /* the body outputs of ResNet-20, the network the fixture models */
 #define K 4 /* sampled gradient entries per feature tensor */
 
 /* Golden tolerances, relative. Values: the fixture is float64 from the same
@@ -44,6 +45,8 @@
 /* ------------------------------------------------------------- plugin --- */
 static void *g_dl;
 static const struct akt_plugin *g_desc[4];
+/* what the host lends as h->teacher: a ResNet-20 layout (depth, body outputs) */
+static struct akt_resnet g_net;
 static const char *const g_names[4] = {"logit", "spatial", "channel", "akt"};
 
 static int setup(void **state)
@@ -72,6 +75,7 @@ static int setup(void **state)
         fprintf(stderr, "%s: more than 4 descriptors\n", path);
         return -1;
     }
+    akt_resnet_init(&g_net, 20, NCLS, AKT_SHORTCUT_PAD);
     return 0;
 }
 
@@ -80,6 +84,7 @@ static int teardown(void **state)
     (void)state;
     if (g_dl)
         dlclose(g_dl);
+    akt_resnet_free(&g_net);
     return 0;
 }
 
@@ -126,7 +131,7 @@ static struct akt_host make_host(struct metrics *m)
 {
     memset(m, 0, sizeof *m);
     struct akt_host h = {.abi = AKT_PLUGIN_ABI, .size = sizeof h, .num_classes = NCLS, .batch = B,
-                         .metric = host_metric, .log = host_log, .ctx = m};
+                         .teacher = &g_net, .metric = host_metric, .log = host_log, .ctx = m};
     return h;
 }
 
@@ -151,9 +156,12 @@ static int param_index(const struct akt_plugin *p, const char *key)
  * them after validation. */
 static struct akt_param_values params_from(const struct akt_plugin *p, const char *text)
 {
-    struct akt_param_values v = {.n = p->n_params};
-    for (int i = 0; i < p->n_params; i++)
+    struct akt_param_values v = {.size = sizeof v, .n = p->n_params};
+    for (int i = 0; i < p->n_params; i++) {
         v.v[i] = p->params[i].def;
+        if (p->params[i].type == AKT_PT_STRING)
+            snprintf(v.text[i], sizeof v.text[i], "%s", p->params[i].def_text);
+    }
     char buf[256];
     snprintf(buf, sizeof buf, "%s", text);
     for (char *save, *tok = strtok_r(buf, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
@@ -164,6 +172,10 @@ static struct akt_param_values params_from(const struct akt_plugin *p, const cha
         if (i < 0)
             fail_msg("%s has no parameter %s", p->name, tok);
         const struct akt_param_def *d = &p->params[i];
+        if (d->type == AKT_PT_STRING) {
+            snprintf(v.text[i], sizeof v.text[i], "%s", eq + 1);
+            continue;
+        }
         if (d->type != AKT_PT_CHOICE) {
             v.v[i] = strtod(eq + 1, NULL);
             continue;
@@ -214,11 +226,22 @@ static const int g_labels[B] = {3, 7};
 struct outs {
     struct akt_resnet_out teacher, student;
     struct akt_tensor *target;
+    struct akt_tensor *tf[NMAP], *sf[NMAP]; /* what teacher/student.features point at */
 };
+
+/* The outputs as a network reports them: counts, and the arrays in o. */
+static void outs_init(struct outs *o)
+{
+    memset(o, 0, sizeof *o);
+    o->teacher.size = o->student.size = sizeof o->teacher;
+    o->teacher.n_features = o->student.n_features = NMAP;
+    o->teacher.features = o->tf;
+    o->student.features = o->sf;
+}
 
 static void golden_inputs(struct akt_tape *t, int with_features, struct outs *o)
 {
-    memset(o, 0, sizeof *o);
+    outs_init(o);
     o->teacher.logits = akt_tensor_newv(t, 1, 2, B, NCLS);
     o->student.logits = akt_tensor_newv(t, 1, 2, B, NCLS);
     for (int j = 0; j < B * NCLS; j++) {
@@ -243,17 +266,27 @@ static void golden_inputs(struct akt_tape *t, int with_features, struct outs *o)
                     ft->data[j] = u(10 + l, j) * k;
                     fs->data[j] = ft->data[j] + u(20 + l, j) * (k * 0.25f);
                 }
-        o->teacher.features[l] = ft;
-        o->student.features[l] = fs;
+        o->tf[l] = ft;
+        o->sf[l] = fs;
     }
+}
+
+static enum akt_logit_loss logit_kind(const char *name)
+{
+    if (!strcmp(name, "kd"))
+        return AKT_LOGIT_KD;
+    if (!strcmp(name, "entropy"))
+        return AKT_LOGIT_ENTROPY;
+    fail_msg("no logit loss '%s'", name);
+    return AKT_LOGIT_KD;
 }
 
 static struct akt_loss_input loss_input(const struct outs *o, const char *gen_logit, int soft)
 {
-    struct akt_loss_input in = {.teacher = &o->teacher, .student = &o->student,
-                                .labels = g_labels, .target = soft ? o->target : NULL,
-                                .generator_logit_loss = gen_logit, .batch = B,
-                                .num_classes = NCLS};
+    struct akt_loss_input in = {.size = sizeof in, .teacher = &o->teacher,
+                                .student = &o->student, .labels = g_labels,
+                                .target = soft ? o->target : NULL,
+                                .generator_logit_loss = logit_kind(gen_logit)};
     return in;
 }
 
@@ -295,6 +328,7 @@ static void test_descriptors(void **state)
         assert_int_equal(p->ops.loss.needs_features, i != 0);
         /* logit exposes only what it uses */
         assert_int_equal(p->n_params, i == 0 ? 2 : 8);
+        assert_int_equal(p->param_size, sizeof(struct akt_param_def));
         for (int k = 0; k < p->n_params; k++) {
             const struct akt_param_def *d = &p->params[k];
             assert_non_null(d->help);
@@ -306,12 +340,17 @@ static void test_descriptors(void **state)
     const struct akt_plugin *a = desc("akt");
     struct { const char *key; double def; } want[] = {
         {"logit", 0}, {"T", 20}, {"lambda", 1000}, {"alpha", -1}, {"T_fd", 8},
-        {"map_reduction", 0}, {"kl_reduction", 0}, {"maps", 511}};
+        {"map_reduction", 0}, {"kl_reduction", 0}};
     for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
         int i = param_index(a, want[k].key);
         assert_true(i >= 0);
         assert_true(a->params[i].def == want[k].def);
     }
+    /* every body output by default, whatever the depth */
+    const struct akt_param_def *maps = &a->params[param_index(a, "maps")];
+    assert_int_equal(maps->type, AKT_PT_STRING);
+    assert_string_equal(maps->def_text, "all");
+    assert_non_null(maps->check);
     assert_string_equal(a->params[param_index(a, "logit")].choices, "auto|kd|entropy");
     assert_string_equal(a->params[param_index(a, "map_reduction")].choices, "sum|mean");
     assert_string_equal(a->params[param_index(a, "kl_reduction")].choices, "sum|batchmean");
@@ -586,7 +625,7 @@ struct fd_data {
 static double fd_eval(const struct fd_case *c, struct fd_data *d, int record, struct akt_tape *t,
                       struct outs *o)
 {
-    memset(o, 0, sizeof *o);
+    outs_init(o);
     o->teacher.logits = akt_tensor_new(t, 2, (int[]){B, NCLS}, 1);
     o->student.logits = akt_tensor_new(t, 2, (int[]){B, NCLS}, record);
     memcpy(o->teacher.logits->data, d->zt, sizeof(float) * B * NCLS);
@@ -598,8 +637,8 @@ static double fd_eval(const struct fd_case *c, struct fd_data *d, int record, st
     }
     for (int l = 0; l < NMAP; l++) {
         int shape[4] = {B, g_small[l][0], g_small[l][1], g_small[l][2]};
-        o->teacher.features[l] = akt_tensor_new(t, 4, shape, 1);
-        o->student.features[l] = akt_tensor_new(t, 4, shape, record);
+        o->tf[l] = akt_tensor_new(t, 4, shape, 1);
+        o->sf[l] = akt_tensor_new(t, 4, shape, record);
         memcpy(o->teacher.features[l]->data, d->ft[l], sizeof(float) * d->n[1 + l]);
         memcpy(o->student.features[l]->data, d->x[1 + l], sizeof(float) * d->n[1 + l]);
     }
@@ -619,7 +658,8 @@ static void test_gradcheck(void **state)
         {"channel", "T=3 T_fd=0.5 lambda=20", "kd", 0},
         {"akt", "T=3 T_fd=0.5 lambda=20", "kd", 1},
         {"akt", "T=3 T_fd=0.5 lambda=200 map_reduction=mean kl_reduction=batchmean", "entropy", 0},
-        {"akt", "T=3 T_fd=0.5 lambda=20 alpha=0.7 maps=299", "kd", 0},
+        {"akt", "T=3 T_fd=0.5 lambda=20 alpha=0.7 maps=1,2,4,6,9", "kd", 0},
+        {"spatial", "T=3 T_fd=0.5 lambda=20 maps=last_stage", "kd", 0},
     };
     /* h: float32 rounding of a loss ~30 over 2h stays ~1e-4 of the largest
      * gradients, while the central difference's h^2 error is smaller still */
@@ -658,14 +698,19 @@ static void test_gradcheck(void **state)
         double worst = 0;
         const struct akt_plugin *p = desc(cases[c].variant);
         int logit_only = !p->ops.loss.needs_features;
-        int maps = logit_only ? 0 : (int)params_from(p, cases[c].params).v[param_index(p, "maps")];
+        unsigned char used[NMAP] = {0};
+        if (!logit_only) {
+            struct akt_param_values pv = params_from(p, cases[c].params);
+            assert_true(akt_feature_select(pv.text[param_index(p, "maps")], &g_net, used, "maps",
+                                           NULL) > 0);
+        }
         for (int i = 0; i < 1 + NMAP; i++) {
             const float *ga = i == 0 ? o.student.logits->grad : o.student.features[i - 1]->grad;
             double gmax = 0;
             for (int64_t j = 0; j < d.n[i]; j++)
                 gmax = fmax(gmax, fabs(ga[j]));
             /* the logit variant, and maps not selected, leave the features alone */
-            if (i > 0 && !(maps >> (i - 1) & 1)) {
+            if (i > 0 && !used[i - 1]) {
                 if (gmax != 0) {
                     printf("# FAIL fd %s %s: F%d is not used but got a gradient\n",
                            cases[c].variant, cases[c].params, i);
@@ -754,19 +799,20 @@ static void test_errors(void **state)
     void *self = akt->create(&h, &v, &e);
     assert_non_null(self);
 
-    /* logit=auto needs the generator's choice */
-    const char *gens[] = {NULL, "softmax"};
-    for (int i = 0; i < 2; i++) {
-        struct akt_loss_input in = loss_input(&o, gens[i], 0);
+    /* logit=auto follows the generator's choice, which must be a logit loss */
+    {
+        struct akt_loss_input in = loss_input(&o, "kd", 0);
+        in.generator_logit_loss = (enum akt_logit_loss)7;
         memset(&e, 0, sizeof e);
         m.n = 0;
         assert_null(akt->ops.loss.compute(self, &h, &t, &in, &e));
         assert_int_equal(e.code, AKT_EINVAL);
+        assert_string_equal(e.where, "loss akt");
         assert_int_equal(m.n, 0); /* refused before reporting anything */
     }
     /* a missing body output (host did not keep the features) */
-    struct akt_tensor *keep = o.student.features[4];
-    o.student.features[4] = NULL;
+    struct akt_tensor *keep = o.sf[4];
+    o.sf[4] = NULL;
     struct akt_loss_input in = loss_input(&o, "kd", 0);
     memset(&e, 0, sizeof e);
     m.n = 0;
@@ -775,21 +821,36 @@ static void test_errors(void **state)
     assert_non_null(strstr(e.what, "F5"));
     assert_int_equal(m.n, 0);
     /* teacher and student shapes differ */
-    o.student.features[4] = o.student.features[5 + 1];
+    o.sf[4] = o.sf[5 + 1];
     memset(&e, 0, sizeof e);
     m.n = 0;
     assert_null(akt->ops.loss.compute(self, &h, &t, &in, &e));
     assert_int_equal(e.code, AKT_ESHAPE);
     assert_int_equal(m.n, 0);
-    o.student.features[4] = keep;
+    o.sf[4] = keep;
+    /* outputs of a network of another depth than the loss was made for */
+    o.student.n_features = o.teacher.n_features = NMAP - 1;
+    memset(&e, 0, sizeof e);
+    m.n = 0;
+    assert_null(akt->ops.loss.compute(self, &h, &t, &in, &e));
+    assert_int_equal(e.code, AKT_ESHAPE);
+    assert_int_equal(m.n, 0);
+    o.student.n_features = o.teacher.n_features = NMAP;
     /* ... unless that map is not selected */
     akt->destroy(self);
-    v = params_from(akt, "maps=495"); /* all but F5 */
+    v = params_from(akt, "maps=1-4,6-9"); /* all but F5 */
     self = akt->create(&h, &v, &e);
-    o.student.features[4] = NULL;
+    o.sf[4] = NULL;
     m.n = 0;
     assert_non_null(akt->ops.loss.compute(self, &h, &t, &in, &e));
     akt->destroy(self);
+    /* a selection beyond the network: refused at create, naming the key */
+    v = params_from(akt, "maps=1,10");
+    memset(&e, 0, sizeof e);
+    assert_null(akt->create(&h, &v, &e));
+    assert_int_equal(e.code, AKT_EINVAL);
+    assert_string_equal(e.where, "loss.maps");
+    assert_non_null(strstr(e.what, "F10"));
     akt_tape_free(&t);
 }
 

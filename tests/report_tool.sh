@@ -101,8 +101,9 @@ grep -qE '^method +W4A4$' "$tmp/text" || why+=("no text header 'method  W4A4'")
 grep -q 'Not done' "$tmp/text" && why+=("a 'Not done' section although every run is done")
 report "text report: exit 0, header, every run id" "${why[@]}"
 
-# Every cell: the row generator+loss holds the runs' best / final top-1, n=2
-# (mean +- sample std) for the cell with two seeds.
+# Every cell: the row "ARCH generator+loss" holds the runs' best / final
+# top-1, n=2 (mean +- sample std) for the cell with two seeds; ARCH is the
+# run's depth attribute (the teacher's architecture).
 "$PY" - "$H5" >"$tmp/cells" 2>"$tmp/err" <<'EOF'
 import statistics, sys
 import h5py
@@ -110,7 +111,7 @@ cells = {}
 with h5py.File(sys.argv[1], "r") as f:
     for rid, run in f["runs"].items():
         cfg = dict(l.split(": ", 1) for l in run.attrs["config"].splitlines() if ": " in l)
-        key = f"{cfg['generator']}+{cfg['loss']}"
+        key = f"resnet{int(run.attrs['depth'])} {cfg['generator']}+{cfg['loss']}"
         cells.setdefault(key, []).append((run.attrs["best_top1"], run.attrs["final_top1"]))
 for key, v in cells.items():
     if len(v) == 1:
@@ -177,7 +178,8 @@ why=()
 sed -n '/^Not done/,$p' "$tmp/out" >"$tmp/notdone"
 grep -E '^gdfq-logit-w4a4-s1 +failed +2/2 +loss is NaN' "$tmp/notdone" >/dev/null ||
     why+=("'Not done' does not list 'gdfq-logit-w4a4-s1 failed 2/2 loss is NaN...'")
-grep -E '^gdfq\+logit ' "$tmp/out" | grep -qF '(n=' && why+=("the failed run still counts in its cell")
+grep -E '^resnet20 gdfq\+logit ' "$tmp/out" | grep -qF '(n=' &&
+    why+=("the failed run still counts in its cell")
 report "a failed run is listed with status and epochs done" "${why[@]}"
 
 # --- bad input -------------------------------------------------------------------

@@ -458,7 +458,7 @@ static void make_teacher(struct akt_resnet *m, enum akt_shortcut sc)
 {
     struct akt_rng rng;
     akt_rng_seed(&rng, 3);
-    akt_resnet_init(m, 10, sc);
+    akt_resnet_init(m, 20, 10, sc);
     akt_resnet_init_random(m, &rng);
     /* non-trivial BN so the student's BN copy matters */
     for (int i = 0; i < m->n_params; i++) {
@@ -488,7 +488,9 @@ static void test_student_init(void **state)
     assert_memory_equal(s.net.values, teacher.values, teacher.n_values * sizeof(float));
     for (int64_t i = 0; i < s.net.n_values; i++)
         assert_true(s.momentum[i] == 0.0f && s.net.grads[i] == 0.0f);
-    for (int i = 0; i < AKT_RESNET_ACTS; i++) {
+    assert_int_equal(s.n_acts, 19); /* ResNet-20: 6n+1 ReLUs, n = 3 */
+    assert_int_equal(s.n_acts, teacher.n_acts);
+    for (int i = 0; i < s.n_acts; i++) {
         assert_true(s.act[i].lo == 0 && s.act[i].hi == 0 && s.act[i].c == 1.0f);
         assert_int_equal(s.act[i].updates, 0);
     }
@@ -525,13 +527,14 @@ static void test_student_forward(void **state)
         assert_true(e8 < e4 && e4 < e2);
         assert_true(e2 > 0.15);
         /* one update each: ranges = that forward's min/max, ReLU outputs >= 0 */
-        for (int i = 0; i < AKT_RESNET_ACTS; i++) {
+        for (int i = 0; i < s8.n_acts; i++) {
             assert_int_equal(s8.act[i].updates, 1);
             assert_true(s8.act[i].lo == 0.0f && s8.act[i].hi > 0.0f);
         }
 
         /* tracking off: ranges frozen, the output depends on them only */
-        struct akt_range saved[AKT_RESNET_ACTS];
+        struct akt_range saved[19];
+        assert_int_equal(s4.n_acts, 19);
         memcpy(saved, s4.act, sizeof saved);
         s4.tracking = 0;
         float *x2 = malloc(B * 3072 * sizeof *x2);
@@ -556,8 +559,14 @@ static void test_student_forward(void **state)
         struct akt_resnet_out out;
         akt_resnet_forward(&s8.net, &t, xt, &o, &out);
         assert_int_equal(out.logits->shape[1], 10);
-        for (int i = 0; i < AKT_RESNET_BLOCKS; i++)
+        assert_int_equal(out.n_features, 9);
+        assert_int_equal(out.n_acts, 19);
+        assert_int_equal(out.n_bn, sc ? 21 : 19);
+        for (int i = 0; i < out.n_features; i++)
             assert_non_null(out.features[i]);
+        /* the student's ReLU outputs as the next layer sees them: quantized */
+        for (int i = 0; i < out.n_acts; i++)
+            assert_non_null(out.acts[i]);
         int labels[B] = {0, 1, 2, 3};
         akt_backward(&t, akt_cross_entropy(&t, out.logits, labels));
         for (int i = 0; i < s8.net.n_params; i++) {
@@ -645,7 +654,7 @@ static void test_first_last_8bit(void **state)
     assert_true(max_levels_per_row(&s, "layer2.0.shortcut.0.weight") <= 4);
     assert_true(max_levels_per_row(&s, "layer3.2.conv2.weight") <= 4);
     assert_int_equal(act_levels(&s, 0), 8);
-    assert_int_equal(act_levels(&s, AKT_RESNET_ACTS - 1), 8);
+    assert_int_equal(act_levels(&s, s.n_acts - 1), 8);
 
     /* end to end: the flag changes the logits */
     float *x = malloc(B * 3072 * sizeof *x);

@@ -426,8 +426,13 @@ static void test_usage_errors(void **state)
                  AKT_EINVAL, &e, path, NULL);
     expect_error(akt_results_write_tensor(r, "run-1.a", "/tensors", "w", w, 1, (int[]){4}, &e),
                  AKT_EINVAL, &e, path, NULL);
-    expect_error(akt_results_write_tensor(r, "run-1.a", "tensors", "w", w, 1, (int[]){0}, &e),
+    expect_error(akt_results_write_tensor(r, "run-1.a", "tensors", "w", w, 1, (int[]){-1}, &e),
                  AKT_EINVAL, &e, path, "shape[0]");
+    /* an empty tensor (a generator with nothing to checkpoint) round-trips */
+    CHECK(akt_results_write_tensor(r, "run-1.a", "tensors", "empty", NULL, 1, (int[]){0}, &e_));
+    CHECK(akt_results_read_tensor(r, "run-1.a", "tensors", "empty", NULL, 0, &e_));
+    expect_error(akt_results_read_tensor(r, "run-1.a", "tensors", "empty", w, 1, &e), AKT_ESHAPE,
+                 &e, path, "0 elements");
     expect_error(akt_results_write_tensor(r, "run-1.a", "tensors", "w", w, 0, (int[]){4}, &e),
                  AKT_EINVAL, &e, path, "ndim");
     CHECK(akt_results_write_tensor(r, "run-1.a", "tensors", "w", w, 2, (int[]){2, 2}, &e_));

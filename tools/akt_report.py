@@ -3,8 +3,9 @@
 
     /usr/bin/python3 tools/akt_report.py FILE.h5 [FILE.h5...] [--out DIR] [--markdown]
 
-stdout: the table (rows = generator+loss, columns = WxAy; cell = best top-1 /
-final top-1, mean +- sample std over the runs that differ only by seed), one
+stdout: the table (rows = architecture, then generator+loss, columns = WxAy;
+cell = best top-1 / final top-1, mean +- sample std over the runs that differ
+only by seed), one
 line per run, and the runs whose status is not "done". Always written: DIR/report.md
 (the same in Markdown), DIR/top1.png, DIR/losses.png, DIR/images.png.
 DIR defaults to NAME_report/ next to the first file. Schema: results/README.md.
@@ -15,6 +16,7 @@ Needs h5py and numpy; matplotlib (Agg) for the plots (--no-plots skips them).
 import argparse
 import math
 import os
+import re
 import sys
 
 # Read a file that `akt run` is still writing (it flushes every epoch): HDF5's
@@ -35,7 +37,8 @@ DEFAULT_STD = (0.229, 0.224, 0.225)
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
 # Config keys that never split a table row: seeds are what a cell averages.
-NOT_A_ROW_KEY = {"id", "seed", "threads", "generator", "loss", "wbits", "abits"}
+# The teacher file is represented by its architecture, which leads each row.
+NOT_A_ROW_KEY = {"id", "seed", "threads", "generator", "loss", "wbits", "abits", "teacher"}
 
 
 def parse_config(text):
@@ -72,7 +75,8 @@ class Run:
         self.created = as_str(grp.attrs.get("created", ""))
         self.config = parse_config(as_str(grp.attrs.get("config", "")))
         self.attrs = {k: float(grp.attrs[k]) for k in
-                      ("best_top1", "final_top1", "top1_fp", "top1_before", "checkpoint_epoch")
+                      ("best_top1", "final_top1", "top1_fp", "top1_before", "checkpoint_epoch",
+                       "depth")
                       if k in grp.attrs}
         self.metrics = {}
         if "metrics" in grp:
@@ -87,6 +91,17 @@ class Run:
             if "labels" in grp["tensors"]:
                 self.labels = grp["tensors/labels"][:]
         self.label = run_id  # unique display name, set by load()
+
+    def arch(self):
+        """resnet<depth>: the run's attribute, else the teacher's file name."""
+        if "depth" in self.attrs:
+            return f"resnet{int(self.attrs['depth'])}"
+        m = re.search(r"resnet(\d+)", os.path.basename(self.config.get("teacher", "")))
+        return f"resnet{m.group(1)}" if m else "resnet?"
+
+    def depth(self):
+        m = re.match(r"resnet(\d+)$", self.arch())
+        return int(m.group(1)) if m else 10**9
 
     def cfg_int(self, key, default=None):
         try:
@@ -151,7 +166,7 @@ def build_table(runs):
     # (generator, loss, bits) cell other than by seed: e.g. a loss.lambda axis.
     cells = {}
     for r in done:
-        cells.setdefault((r.config.get("generator", "?"), r.config.get("loss", "?"),
+        cells.setdefault((r.arch(), r.config.get("generator", "?"), r.config.get("loss", "?"),
                           bits_name(r)), []).append(r)
     split = set()
     for group in cells.values():
@@ -162,12 +177,13 @@ def build_table(runs):
     split = sorted(split)
 
     def row_label(r):
-        label = f"{r.config.get('generator', '?')}+{r.config.get('loss', '?')}"
+        label = f"{r.arch()} {r.config.get('generator', '?')}+{r.config.get('loss', '?')}"
         extra = [f"{k}={r.config[k]}" for k in split if k in r.config]
         return label + (f" ({', '.join(extra)})" if extra else "")
 
     rows, cols = {}, {}
-    for r in done:
+    # rows grouped by architecture (shallow first), methods in file order
+    for r in sorted(done, key=lambda r: r.depth()):
         w, a = r.cfg_int("wbits", 99), r.cfg_int("abits", 99)
         cols[bits_name(r)] = (w, a)
         rows.setdefault(row_label(r), {}).setdefault(bits_name(r), []).append(r)
@@ -209,13 +225,13 @@ def run_rows(runs):
     out = []
     for r in runs:
         planned = r.config.get("epochs", "?")
-        out.append([r.label, r.status, bits_name(r), r.config.get("seed", "-"),
+        out.append([r.label, r.status, r.arch(), bits_name(r), r.config.get("seed", "-"),
                     f"{r.epochs_done()}/{planned}", fmt(r, "top1_before"),
                     fmt(r, "best_top1"), fmt(r, "final_top1")])
     return out
 
 
-RUN_HEADER = ["run", "status", "bits", "seed", "epochs", "before", "best", "final"]
+RUN_HEADER = ["run", "status", "arch", "bits", "seed", "epochs", "before", "best", "final"]
 
 
 def text_grid(header, rows):

@@ -9,8 +9,10 @@
 # usage: tools/bench_zsq.sh [BUILD_DIR] [-- extra akt bench-zsq options]
 #   BUILD_DIR  meson build folder holding core/akt (default: build)
 # Environment: THREADS (2), REPS (10 timed iterations), WARMUP (3),
-#   BATCHES ("32 200"), AKT_DATA (default ../shared/data), PYTORCH_OPTS (extra
-#   options of bench_zsq_torch.py, e.g. "--kl-double" or "--malloc both").
+#   BATCHES ("32 200"), DEPTHS ("20"; e.g. "20 56": each depth's shared teacher
+#   teachers/resnetD_cifar10_akamaster_optA.h5, lines of depths other than 20
+#   named _rD), AKT_DATA (default ../shared/data), PYTORCH_OPTS (extra options
+#   of bench_zsq_torch.py, e.g. "--kl-double" or "--malloc both").
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 build="${1:-build}"
@@ -22,6 +24,7 @@ threads="${THREADS:-2}"
 reps="${REPS:-10}"
 warmup="${WARMUP:-3}"
 batches="${BATCHES:-32 200}"
+depths="${DEPTHS:-20}"
 export AKT_DATA="${AKT_DATA:-$here/../shared/data}"
 
 [ -x "$akt" ] || { echo "bench_zsq.sh: no akt binary at $akt (meson compile -C $build)" >&2; exit 1; }
@@ -33,16 +36,21 @@ echo "## $(date -u +%FT%TZ) $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo
 echo "## OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-(unset)} OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(unset)}"
 echo "## PyTorch (tools/bench_zsq_torch.py, glibc malloc tuned) -- load:$(uptime | sed 's/.*load average://')"
 # Debian's interpreter sees python3-torch; a venv python would not
-/usr/bin/python3 "$here/tools/bench_zsq_torch.py" --threads "$threads" --reps "$reps" \
-    --warmup "$warmup" --batches $batches ${PYTORCH_OPTS:-} >"$tmp/torch.txt" 2>"$tmp/torch.err"
+for d in $depths; do
+    /usr/bin/python3 "$here/tools/bench_zsq_torch.py" --threads "$threads" --reps "$reps" \
+        --warmup "$warmup" --batches $batches --depth "$d" ${PYTORCH_OPTS:-} \
+        >>"$tmp/torch.txt" 2>>"$tmp/torch.err"
+done
 cat "$tmp/torch.err" >&2
 cat "$tmp/torch.txt"
 
 echo "## akt bench-zsq -- load:$(uptime | sed 's/.*load average://')"
 bargs=()
 for b in $batches; do bargs+=(--batch "$b"); done
-"$akt" bench-zsq --threads "$threads" --iters "$reps" --warmup "$warmup" "${bargs[@]}" "$@" \
-    >"$tmp/akt.txt"
+for d in $depths; do
+    "$akt" bench-zsq --threads "$threads" --iters "$reps" --warmup "$warmup" "${bargs[@]}" \
+        --depth "$d" "$@" >>"$tmp/akt.txt"
+done
 cat "$tmp/akt.txt"
 
 echo "## side by side (median ms per iteration; speedup = PyTorch / akt)"

@@ -4,10 +4,13 @@
 Run with Debian's interpreter (it has torch 1.13 and h5py):
 
     /usr/bin/python3 tools/bench_zsq_torch.py [--batches 32 200] [--reps 10] [--warmup 3]
+                                              [--depth 20]
 
 Measures, for each batch size B, one iteration of
   zsq_gdfq_akt_bB    GDFQ generator + AKT loss
   zsq_adadfq_akt_bB  AdaDFQ generator + AKT loss
+on the ResNet-20 teacher; with --depth D (32, 44, 56, ...) on the ResNet-D
+teacher (teachers/resnetD_cifar10_akamaster_optA.h5), named zsq_gdfq_akt_rD_bB.
 and prints one line per measurement on stdout, like
 ../shared/bench/torch_baseline.py and `akt bench-zsq`:
 
@@ -21,18 +24,18 @@ One iteration, as akt's training loop (core/run/train.c) runs it in epoch 0
 with warmup_epochs = 0 (student SGD every iteration) and the range trackers on:
   generator step: z ~ N(0, I_100), y uniform; x = G(z, y) (SPEC 3 trunk, BN eps
     0.8, batch statistics); teacher forward (BN eval mode; every BN input seen
-    by a forward hook for the BNS loss; logits and the 9 body outputs kept);
+    by a forward hook for the BNS loss; logits and the 3n body outputs kept);
     adadfq: the student forward on the non-detached x (student parameter
     gradients off, as akt's host does); L_G (gdfq: CE + 0.1 BNS; adadfq: hinge
     + L_bal + BNS); backward; Adam (lr 1e-3, betas 0.5/0.999).
   student step: student forward on x.detach(); L_Q = logit loss (gdfq: T^2 KL
     with the legacy 1/(B*C) 'mean' reduction + CE, T = 20; adadfq: -T^2 mean
-    entropy of softmax((z_T - z_Q)/T)) + 1000 * sum over the 9 body outputs of
+    entropy of softmax((z_T - z_Q)/T)) + 1000 * sum over the 3n body outputs of
     KL(sum) on the spatial and channel maps (T_fd = 8), with the teacher's
     logits and body outputs from the generator step, detached; backward; SGD
     (Nesterov, momentum 0.9, weight decay 1e-4, lr 1e-4).
 Student: W4A4 fake quantization (SPEC 2: per-output-channel min/max weights on
-every conv and the FC, a range-tracked quantizer after each of the 19 ReLUs,
+every conv and the FC, a range-tracked quantizer after each of the 6n+1 ReLUs,
 straight-through backward), BN in eval mode with trainable gamma/beta.
 The feature KL is computed in float32 as the published code does; --kl-double
 computes it in float64 as akt does (SPEC 7).
@@ -60,7 +63,7 @@ import torch.nn.functional as F
 
 MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=4294967295"
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_TEACHER = "teachers/resnet20_cifar10_akamaster_optA.h5"
+DEFAULT_TEACHER = "teachers/resnet{depth}_cifar10_akamaster_optA.h5"
 
 
 # --------------------------------------------------------------------------
@@ -167,9 +170,12 @@ class BasicBlock(nn.Module):
         return self.q2(F.relu(f + self.shortcut(x)))
 
 
-class ResNet20(nn.Module):
-    def __init__(self, num_classes=10, wbits=None, abits=None):
+class CifarResNet(nn.Module):
+    """ResNet-(6n+2) for CIFAR, option-A shortcuts (n = 3: ResNet-20)."""
+
+    def __init__(self, num_classes=10, wbits=None, abits=None, n=3):
         super().__init__()
+        self.n = n
         self.conv1 = _conv(wbits)(3, 16, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
         self.q0 = _act(abits)
@@ -177,7 +183,7 @@ class ResNet20(nn.Module):
         for planes, stride in ((16, 1), (32, 2), (64, 2)):
             layers.append(nn.Sequential(*[BasicBlock(cin if i == 0 else planes, planes,
                                                      stride if i == 0 else 1, wbits, abits)
-                                          for i in range(3)]))
+                                          for i in range(n)]))
             cin = planes
         self.layer1, self.layer2, self.layer3 = layers
         self.linear = (nn.Linear if wbits is None else
@@ -193,10 +199,10 @@ class ResNet20(nn.Module):
         return self.linear(out), feats
 
 
-def load_teacher(path):
+def load_teacher(path, depth=20):
     """Teacher from the state_dict HDF5 file, or random weights when path is None."""
     if path is None:
-        m = ResNet20()
+        m = CifarResNet(n=(depth - 2) // 6)
         with torch.no_grad():  # plausible running statistics
             for mod in m.modules():
                 if isinstance(mod, nn.BatchNorm2d):
@@ -210,7 +216,8 @@ def load_teacher(path):
         sd = {k: torch.from_numpy(np.asarray(f[k], dtype=np.float32)) for k in f.keys()}
     if str(attrs.get("shortcut")) != "pad":
         sys.exit(f"{path}: shortcut {attrs.get('shortcut')!r}; this script builds option A only")
-    m = ResNet20(int(attrs["num_classes"]))
+    arch = str(attrs.get("arch", "resnet20"))
+    m = CifarResNet(int(attrs["num_classes"]), n=(int(arch[len("resnet"):]) - 2) // 6)
     missing, unexpected = m.load_state_dict(sd, strict=False)
     if unexpected or not all(k.endswith("num_batches_tracked") for k in missing):
         sys.exit(f"{path}: keys differ: missing {missing}, unexpected {unexpected}")
@@ -218,7 +225,7 @@ def load_teacher(path):
 
 
 def quantized_copy(teacher, wbits, abits):
-    s = ResNet20(teacher.linear.out_features, wbits, abits)
+    s = CifarResNet(teacher.linear.out_features, wbits, abits, n=teacher.n)
     s.load_state_dict(teacher.state_dict())
     return s
 
@@ -462,6 +469,9 @@ def main():
     ap.add_argument("--teacher", default=None,
                     help="teacher HDF5 (default $AKT_DATA/" + DEFAULT_TEACHER + ", else "
                          "../shared/data/...; 'random' for random weights)")
+    ap.add_argument("--depth", type=int, default=20,
+                    help="ResNet depth 6n+2: picks the default teacher, and names the "
+                         "measurements _rD unless 20")
     ap.add_argument("--kl-double", action="store_true", help="feature KL in float64, as akt")
     ap.add_argument("--malloc", choices=["tuned", "default", "both"], default="tuned")
     ap.add_argument("--suffix", default=None, help=argparse.SUPPRESS)
@@ -493,8 +503,8 @@ def main():
     path = args.teacher
     if path is None:
         root = os.environ.get("AKT_DATA") or os.path.join(HERE, "..", "..", "shared", "data")
-        path = os.path.join(root, DEFAULT_TEACHER)
-    teacher, what = load_teacher(None if path == "random" else path)
+        path = os.path.join(root, DEFAULT_TEACHER.format(depth=args.depth))
+    teacher, what = load_teacher(None if path == "random" else path, args.depth)
     teacher.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
@@ -505,7 +515,8 @@ def main():
     for B in args.batches:
         for method in args.generators:
             fn = Iteration(method, teacher, B, args.wbits, args.abits, args.kl_double)
-            measure(f"zsq_{method}_akt_b{B}{args.suffix}", fn, B, args.reps, args.warmup,
+            depth = "" if teacher.n == 3 else f"_r{6 * teacher.n + 2}"
+            measure(f"zsq_{method}_akt{depth}_b{B}{args.suffix}", fn, B, args.reps, args.warmup,
                     args.threads, args.max_wait)
             fn.hooks.remove()
             del fn

@@ -65,7 +65,7 @@ LABELS = [3, 7]
 SHAPES = [(16, 32, 32)] * 3 + [(32, 16, 16)] * 3 + [(64, 8, 8)] * 3
 K = 4
 DEFAULTS = {"logit": "auto", "T": 20.0, "lambda": 1000.0, "alpha": -1.0, "T_fd": 8.0,
-            "map_reduction": "sum", "kl_reduction": "sum", "maps": 511}
+            "map_reduction": "sum", "kl_reduction": "sum", "maps": "all"}
 
 # name, variant, params, generator logit loss, soft target
 CASES = [
@@ -78,7 +78,7 @@ CASES = [
     ("akt", "akt", "", "kd", 0),
     ("akt_mean_batchmean", "akt", "map_reduction=mean kl_reduction=batchmean", "entropy", 0),
     ("akt_alpha", "akt", "alpha=0.3", "kd", 1),
-    ("akt_maps", "akt", "maps=341 T_fd=4 lambda=250 logit=entropy", "kd", 0),
+    ("akt_maps", "akt", "maps=1,3,5,7,9 T_fd=4 lambda=250 logit=entropy", "kd", 0),
     ("channel_batchmean", "channel", "kl_reduction=batchmean T_fd=2", "kd", 0),
     # SPEC 7: only F_1 (32x32), loss = KL_sp,1 exactly
     ("sec7_F1", "spatial", "maps=1 alpha=1 lambda=1", "kd", 0),
@@ -124,6 +124,32 @@ def parse_params(s):
         assert k in p, k
         p[k] = type(DEFAULTS[k])(v) if not isinstance(DEFAULTS[k], str) else v
     return p
+
+
+def selected_maps(spec, n):
+    """0-based body outputs of a loss.maps selection ("all", "last_stage",
+    "1,3,5-9", ...), as akt_feature_select reads it (akt/distill.h)."""
+    per = n // 3
+    sel = set()
+    for tok in spec.split(","):
+        tok = tok.strip()
+        if tok == "all":
+            sel |= set(range(n))
+        elif tok == "first_stage":
+            sel |= set(range(per))
+        elif tok == "last_stage":
+            sel |= set(range(n - per, n))
+        elif tok == "stage_ends":
+            sel |= {per - 1, 2 * per - 1, n - 1}
+        elif tok.startswith("stage"):
+            s = int(tok[5:]) - 1
+            sel |= set(range(s * per, (s + 1) * per))
+        elif "-" in tok:
+            a, b = (int(x) for x in tok.split("-"))
+            sel |= set(range(a - 1, b))
+        else:
+            sel.add(int(tok) - 1)
+    return sorted(sel)
 
 
 def logit_loss(kind, zs, zt, T, target, soft):
@@ -176,7 +202,7 @@ def run_case(variant, params, gen_logit, soft, inputs):
         metrics["loss.feature"] = 0.0
     else:
         red = p["kl_reduction"]
-        sel = [i for i in range(9) if p["maps"] >> i & 1]
+        sel = selected_maps(p["maps"], 9)
         r = 1.0 / len(sel) if p["map_reduction"] == "mean" else 1.0
         sp = ch = 0
         for i in sel:

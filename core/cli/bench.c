@@ -219,7 +219,7 @@ int akt_cmd_bench(int argc, char **argv)
     struct akt_rng rng;
     akt_rng_seed(&rng, 1);
     struct akt_resnet m;
-    akt_resnet_init(&m, 10, AKT_SHORTCUT_CONV1X1);
+    akt_resnet_init(&m, 20, 10, AKT_SHORTCUT_CONV1X1);
     akt_resnet_init_random(&m, &rng);
     struct timing tm = {reps, warmup, threads, max_wait, malloc(5 * (size_t)reps * sizeof(double)),
                         malloc(5 * (size_t)reps * sizeof(double)),

@@ -41,7 +41,10 @@ static const char *BENCH_ZSQ_USAGE =
     "                     other processes to go quiet (default 120)\n"
     "  --wbits K --abits K   weight / activation bits (default 4)\n"
     "  --seed S           RNG seed (default 0)\n"
-    "  --teacher FILE     teacher HDF5 (default $AKT_DATA/teachers/resnet20_cifar10_akamaster_optA.h5)\n"
+    "  --depth D          ResNet depth 6n+2 of the default teacher (20): $AKT_DATA/\n"
+    "                     teachers/resnetD_cifar10_akamaster_optA.h5; lines of a\n"
+    "                     depth other than 20 are named zsq_GEN_LOSS_rD_bB\n"
+    "  --teacher FILE     teacher HDF5 (default: by --depth)\n"
     "  --data FILE        evaluation set, of which one record is used (default\n"
     "                     $AKT_DATA/cifar-10-batches-bin/test_batch_lossless1000.bin)\n"
     "  --set KEY=VALUE    any run setting or plugin parameter, as in 'akt train'\n"
@@ -109,7 +112,7 @@ static int cmp_dirty(const void *a, const void *b)
 
 struct bench_opts {
     const char *gens[MAX_NAMES], *loss, *teacher, *data, *wbits, *abits, *seed;
-    int n_gens, batches[MAX_BATCHES], nb, iters, warmup, threads;
+    int n_gens, batches[MAX_BATCHES], nb, iters, warmup, threads, depth;
     double max_wait_s;
     char sets[MAX_SETS][512];
     int n_sets;
@@ -177,7 +180,10 @@ static int bench_one(const struct akt_registry *reg, const struct bench_opts *o,
     int rc = akt_run_train(c, reg, &cb, &res, &e);
     double elapsed = (akt_time_ms() - t0) / 1e3;
     char name[160];
-    snprintf(name, sizeof name, "zsq_%s_%s_b%d", gen, c->loss, batch);
+    char depth[16] = "";
+    if (o->depth != 20)
+        snprintf(depth, sizeof depth, "_r%d", o->depth);
+    snprintf(name, sizeof name, "zsq_%s_%s%s_b%d", gen, c->loss, depth, batch);
     free(c);
     if (rc == AKT_EINTR && s.stop)
         rc = 0; /* our own early stop */
@@ -227,8 +233,7 @@ int akt_cmd_bench_zsq(int argc, char **argv)
     const char *dirs[MAX_DIRS];
     int n_dirs = 0;
     char tbuf[1024], dbuf[1024];
-    o.teacher = akt_cli_default_path("teachers/resnet20_cifar10_akamaster_optA.h5", tbuf,
-                                     sizeof tbuf);
+    int depth = 20;
     o.data = akt_cli_default_path("cifar-10-batches-bin/test_batch_lossless1000.bin", dbuf,
                                   sizeof dbuf);
     for (int i = 1; i < argc; i++) {
@@ -237,7 +242,7 @@ int akt_cmd_bench_zsq(int argc, char **argv)
         static const char *const valued[] = {
             "--generator", "--loss", "--batch", "--iters", "--reps", "--warmup", "--max-wait",
             "--threads", "--wbits", "--abits", "--seed", "--teacher", "--data", "--set",
-            "--plugin-dir"};
+            "--plugin-dir", "--depth"};
         int takes_value = 0;
         for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++)
             takes_value |= !strcmp(a, valued[k]);
@@ -279,6 +284,11 @@ int akt_cmd_bench_zsq(int argc, char **argv)
             o.seed = v;
         } else if (!strcmp(a, "--teacher")) {
             o.teacher = v;
+        } else if (!strcmp(a, "--depth")) {
+            if (akt_cli_int("bench-zsq", a, v, 8, 6 * AKT_RESNET_MAX_N + 2, &depth))
+                return 2;
+            if (!akt_resnet_depth_valid(depth))
+                return akt_cli_usage_error("bench-zsq", "--depth %d is not 6n+2", depth);
         } else if (!strcmp(a, "--data")) {
             o.data = v;
         } else if (!strcmp(a, "--set")) {
@@ -296,8 +306,22 @@ int akt_cmd_bench_zsq(int argc, char **argv)
         }
         i++;
     }
+    if (!o.teacher) {
+        char rel[96];
+        snprintf(rel, sizeof rel, "teachers/resnet%d_cifar10_akamaster_optA.h5", depth);
+        o.teacher = akt_cli_default_path(rel, tbuf, sizeof tbuf);
+    }
     if (!o.teacher)
         return akt_cli_usage_error("bench-zsq", "--teacher is required (or set AKT_DATA)");
+    {
+        /* the depth names the lines: read it off the teacher actually used */
+        struct akt_resnet m;
+        struct akt_error e = {0};
+        if (akt_resnet_load(&m, o.teacher, &e))
+            return akt_cli_fail(&e);
+        o.depth = m.depth;
+        akt_resnet_free(&m);
+    }
     if (!o.data)
         return akt_cli_usage_error("bench-zsq", "--data is required (or set AKT_DATA)");
     if (o.n_gens == 0) {

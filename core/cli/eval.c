@@ -11,8 +11,9 @@ static const char *EVAL_USAGE =
     "usage: akt eval [--teacher FILE.h5] [--data FILE.bin] [--format F] [--batch N]\n"
     "                [--threads N]\n"
     "\n"
-    "Evaluates a ResNet-20 teacher (HDF5 state_dict, see README.md) on a CIFAR\n"
-    "binary file and prints one final line: top1=XX.XX top5=XX.XX n=N\n"
+    "Evaluates a CIFAR ResNet teacher of any depth 6n+2 (HDF5 state_dict, see\n"
+    "README.md) on a CIFAR binary file and prints one final line:\n"
+    "top1=XX.XX top5=XX.XX n=N (the architecture goes to stderr)\n"
     "\n"
     "  --teacher FILE  teacher weights (default $AKT_DATA/teachers/\n"
     "                  resnet20_cifar10_akamaster_optA.h5)\n"
@@ -96,9 +97,14 @@ int akt_cmd_eval(int argc, char **argv)
             snprintf(e.where, sizeof e.where, "%.500s", data);
     }
     akt_dataset_free(&d);
+    char arch[32];
+    akt_resnet_arch(&m, arch, sizeof arch);
+    int pad = m.shortcut == AKT_SHORTCUT_PAD, nf = m.n_features;
     akt_resnet_free(&m);
     if (rc)
         return akt_cli_fail(&e);
+    fprintf(stderr, "akt: %s teacher (%s shortcuts, %d body outputs)\n", arch,
+            pad ? "pad" : "conv1x1", nf);
     printf("top1=%.2f top5=%.2f n=%d\n", r.top1, r.top5, r.n);
     return 0;
 }

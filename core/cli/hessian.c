@@ -105,6 +105,7 @@ int akt_cmd_hessian(int argc, char **argv)
     rc = akt_run_hessian(path, id, &reg, &o, res, &e);
     akt_registry_free(&reg);
     if (rc) {
+        akt_hessian_result_free(res);
         free(res);
         return akt_cli_fail(&e);
     }
@@ -115,6 +116,7 @@ int akt_cmd_hessian(int argc, char **argv)
     for (int i = 0; i < res->n_layers; i++)
         printf("%-40s %14.6g\n", res->layer[i], res->trace_layer[i]);
     printf("%-40s %14.6g\n", "total", res->trace_total);
+    akt_hessian_result_free(res);
     free(res);
     return 0;
 }

@@ -84,11 +84,8 @@ int akt_cli_load_plugins(struct akt_registry *reg, const char *const *dirs, int 
 {
     struct akt_error e = {0};
     akt_registry_init(reg);
-    int rc = 0;
-    for (int i = 0; i < n_dirs && !rc; i++)
-        rc = akt_registry_load_dir(reg, dirs[i], &e);
-    if (!rc && n_dirs == 0)
-        rc = akt_registry_load_default(reg, &e);
+    /* --plugin-dir folders first, then AKT_PLUGIN_PATH, then the built-in ones */
+    int rc = akt_registry_load_search_path(reg, dirs, n_dirs, &e);
     if (!rc)
         return 0;
     akt_registry_free(reg);

@@ -42,6 +42,7 @@ static const char *domain(const struct akt_param_def *d, char *buf, size_t n)
     case AKT_PT_INT: snprintf(buf, n, "[%s, %s]", num(d->lo, a, sizeof a), num(d->hi, b, sizeof b)); break;
     case AKT_PT_BOOL: snprintf(buf, n, "true|false"); break;
     case AKT_PT_CHOICE: snprintf(buf, n, "%s", d->choices); break;
+    case AKT_PT_STRING: snprintf(buf, n, "text"); break;
     default: snprintf(buf, n, "?"); break;
     }
     return buf;
@@ -54,6 +55,7 @@ static const char *type_word(enum akt_ptype t)
     case AKT_PT_INT: return "int";
     case AKT_PT_BOOL: return "bool";
     case AKT_PT_CHOICE: return "choice";
+    case AKT_PT_STRING: return "string";
     }
     return "?";
 }
@@ -78,10 +80,12 @@ static void print_plugin(const struct akt_registry_entry *en)
         snprintf(lr, sizeof lr, "%g", (double)p->ops.gen.lr);
         if ((float)strtod(lr, NULL) != p->ops.gen.lr)
             snprintf(lr, sizeof lr, "%.9g", (double)p->ops.gen.lr);
-        printf("    learning rate %s, logit loss %s%s\n", lr,
-               p->ops.gen.logit_loss, p->ops.gen.needs_student ? ", runs the student" : "");
+        printf("    learning rate %s, logit loss %s%s%s\n", lr,
+               akt_logit_loss_name(p->ops.gen.logit_loss),
+               p->ops.gen.needs_student ? ", runs the student" : "",
+               p->ops.gen.update ? "" : ", nothing to train");
     } else if (p->ops.loss.needs_features) {
-        printf("    uses the body features F_1..F_9\n");
+        printf("    uses the body outputs F_1..F_3n\n");
     }
     if (p->n_params == 0) {
         printf("    parameters: none\n");

@@ -1,4 +1,4 @@
-/* Teacher files: a ResNet-20 state_dict in HDF5, read and written with
+/* Teacher files: a CIFAR ResNet state_dict in HDF5, read and written with
  * every HDF5 call checked and errors naming the file and the key. */
 #include "akt/nn.h"
 
@@ -141,10 +141,71 @@ static herr_t check_known(hid_t g, const char *name, const H5L_info_t *info, voi
         return 0;
     char where[600];
     snprintf(where, sizeof where, "%s:/%s", c->path, name);
+    char arch[32];
     c->rc = akt_error_set(c->e, AKT_EFORMAT, where,
-                          "unexpected dataset: resnet20 with the '%s' shortcut has no such key",
+                          "unexpected dataset: %s with the '%s' shortcut has no such key",
+                          akt_resnet_arch(c->m, arch, sizeof arch),
                           c->m->shortcut == AKT_SHORTCUT_PAD ? "pad" : "conv1x1");
     return 1;
+}
+
+/* Blocks per stage as the keys show them: one more than the largest B of
+ * any "layerS.B.*" dataset, per stage S = 1..3. */
+struct block_scan {
+    int blocks[AKT_RESNET_STAGES];
+};
+
+static herr_t scan_blocks(hid_t g, const char *name, const H5L_info_t *info, void *data)
+{
+    (void)g;
+    (void)info;
+    struct block_scan *b = data;
+    int s, k, used = 0;
+    if (sscanf(name, "layer%d.%d.%n", &s, &k, &used) == 2 && used > 0 && s >= 1 &&
+        s <= AKT_RESNET_STAGES && k >= 0 && k < 100000 && k + 1 > b->blocks[s - 1])
+        b->blocks[s - 1] = k + 1;
+    return 0;
+}
+
+/* The depth: the arch attribute ("resnet<6n+2>") checked against the
+ * blocks the keys hold, or read off the keys when there is no attribute. */
+static int teacher_depth(hid_t f, const char *path, int *depth, struct akt_error *e)
+{
+    struct block_scan bs = {{0}};
+    hsize_t idx = 0;
+    H5Literate(f, H5_INDEX_NAME, H5_ITER_INC, &idx, scan_blocks, &bs);
+    char keys[160];
+    snprintf(keys, sizeof keys, "keys layer1.0..%d, layer2.0..%d, layer3.0..%d", bs.blocks[0] - 1,
+             bs.blocks[1] - 1, bs.blocks[2] - 1);
+    int same = bs.blocks[0] == bs.blocks[1] && bs.blocks[1] == bs.blocks[2];
+    if (attr_exists(f, "arch")) {
+        char s[64];
+        int rc = read_attr_str(f, path, "arch", s, sizeof s, e);
+        if (rc)
+            return rc;
+        int d = 0, used = 0;
+        if (sscanf(s, "resnet%d%n", &d, &used) != 1 || s[used] || !akt_resnet_depth_valid(d))
+            return akt_error_set(e, AKT_EFORMAT, path,
+                                 "attribute 'arch' is '%s'; akt supports CIFAR ResNets "
+                                 "'resnet<6n+2>' (resnet20, resnet32, resnet44, resnet56, "
+                                 "resnet110, ...)", s);
+        int n = (d - 2) / 6;
+        for (int st = 0; st < AKT_RESNET_STAGES; st++)
+            if (bs.blocks[st] != n)
+                return akt_error_set(e, AKT_EFORMAT, path,
+                                     "attribute 'arch' is '%s' (%d blocks per stage) but the "
+                                     "file holds %d blocks in stage %d (%s)", s, n, bs.blocks[st],
+                                     st + 1, keys);
+        *depth = d;
+        return 0;
+    }
+    int n = bs.blocks[0];
+    if (!same || n < 1 || n > AKT_RESNET_MAX_N)
+        return akt_error_set(e, AKT_EFORMAT, path,
+                             "no 'arch' attribute and the keys do not describe a CIFAR ResNet "
+                             "with the same number of blocks in each stage (%s)", keys);
+    *depth = 6 * n + 2;
+    return 0;
 }
 
 int akt_resnet_load(struct akt_resnet *m, const char *path, struct akt_error *e)
@@ -174,16 +235,9 @@ int akt_resnet_load(struct akt_resnet *m, const char *path, struct akt_error *e)
             goto out;
         }
     }
-    if (attr_exists(f, "arch")) {
-        char s[64];
-        if ((rc = read_attr_str(f, path, "arch", s, sizeof s, e)))
-            goto out;
-        if (strcmp(s, "resnet20")) {
-            rc = akt_error_set(e, AKT_EFORMAT, path, "attribute 'arch' is '%s'; akt supports resnet20",
-                               s);
-            goto out;
-        }
-    }
+    int depth = 0;
+    if ((rc = teacher_depth(f, path, &depth, e)))
+        goto out;
     /* class count: attribute, else the FC's rows */
     int64_t classes = 0;
     if (attr_exists(f, "num_classes")) {
@@ -205,7 +259,7 @@ int akt_resnet_load(struct akt_resnet *m, const char *path, struct akt_error *e)
                            (long long)classes);
         goto out;
     }
-    akt_resnet_init(m, (int)classes, sc);
+    akt_resnet_init(m, depth, (int)classes, sc);
     if (attr_exists(f, "input_mean") &&
         (rc = read_attr_f32(f, path, "input_mean", m->mean, 3, e)))
         goto out;
@@ -238,7 +292,9 @@ int akt_resnet_load(struct akt_resnet *m, const char *path, struct akt_error *e)
         const struct akt_param *p = &m->params[i];
         snprintf(where, sizeof where, "%s:/%s", path, p->name);
         if (H5Lexists(f, p->name, H5P_DEFAULT) <= 0) {
-            rc = akt_error_set(e, AKT_EFORMAT, where, "missing dataset (resnet20, %s shortcut)",
+            char arch[32];
+            rc = akt_error_set(e, AKT_EFORMAT, where, "missing dataset (%s, %s shortcut)",
+                               akt_resnet_arch(m, arch, sizeof arch),
                                sc == AKT_SHORTCUT_PAD ? "pad" : "conv1x1");
             goto out;
         }
@@ -330,7 +386,8 @@ int akt_resnet_save(const struct akt_resnet *m, const char *path, struct akt_err
     int bad = 0;
     int64_t classes = m->num_classes;
     double eps = m->bn_eps;
-    bad |= write_attr_str(f, "arch", "resnet20");
+    char arch[32];
+    bad |= write_attr_str(f, "arch", akt_resnet_arch(m, arch, sizeof arch));
     bad |= write_attr_str(f, "shortcut", m->shortcut == AKT_SHORTCUT_PAD ? "pad" : "conv1x1");
     bad |= write_attr_num(f, "num_classes", H5T_STD_I64LE, H5T_NATIVE_INT64, &classes, 1);
     bad |= write_attr_num(f, "input_mean", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, m->mean, 3);

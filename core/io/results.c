@@ -920,7 +920,10 @@ static int write_array(struct akt_results *r, const char *id, const char *group,
                            group ? group : "(null)", name ? name : "(null)");
         goto out;
     }
-    if (!data) {
+    hsize_t count = 1;
+    for (int k = 0; k < ndim; k++)
+        count *= dims[k];
+    if (!data && count > 0) { /* an empty tensor (a generator with no state) needs none */
         rc = akt_error_set(e, AKT_EINVAL, w, "no data");
         goto out;
     }
@@ -966,7 +969,7 @@ static int write_array(struct akt_results *r, const char *id, const char *group,
             goto out;
         }
     }
-    if (H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
+    if (count > 0 && H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
         rc = akt_error_set(e, AKT_EIO, w, "write failed (disk full?)");
 out:;
     int bad = (akt__h5_close(sp) | akt__h5_close(d) | akt__h5_close(g) | akt__h5_close(run)) < 0;
@@ -986,7 +989,7 @@ int akt_results_write_tensor(struct akt_results *r, const char *id, const char *
                              "tensor '%s': ndim %d, expected 1..%d", name ? name : "(null)", ndim,
                              MAX_NDIM);
     for (int k = 0; r && k < ndim; k++) {
-        if (shape[k] < 1)
+        if (shape[k] < 0) /* 0 is an empty tensor */
             return akt_error_set(e, AKT_EINVAL, where_of(w, sizeof w, r, id, group),
                                  "tensor '%s': shape[%d] = %d", name ? name : "(null)", k,
                                  shape[k]);
@@ -1019,7 +1022,7 @@ static int read_array(struct akt_results *r, const char *id, const char *group, 
     snprintf(sub, sizeof sub, "%s/%s", group && group_path_ok(group) ? group : "?",
              name && name_ok(name, 1) ? name : "?");
     where_of(w, sizeof w, r, id, sub);
-    if (!group_path_ok(group) || !name_ok(name, 1) || !data || n < 0) {
+    if (!group_path_ok(group) || !name_ok(name, 1) || (!data && n > 0) || n < 0) {
         rc = akt_error_set(e, AKT_EINVAL, w, "bad group, name, buffer or count");
         goto out;
     }

@@ -17,35 +17,40 @@
 
 #include "../ops/internal.h"
 
-struct qparams {
-    float s, zp, qmin, qmax;
-};
-
-static struct qparams qparams_of(float lo, float hi, int bits)
+struct akt_qparams akt_quant_params(float lo, float hi, int bits)
 {
     AKT_ASSERT(bits >= 2 && bits <= 8);
-    struct qparams p;
+    struct akt_qparams p;
     float half = (float)(1 << (bits - 1));
     float range = hi - lo;
     if (range < 1e-8f) /* a comparison, not fmaxf, so a NaN range stays NaN as in torch.clamp */
         range = 1e-8f;
-    p.s = (float)((1 << bits) - 1) / range;
-    p.zp = rintf(p.s * lo) + half;
+    p.scale = (float)((1 << bits) - 1) / range;
+    p.zero_point = rintf(p.scale * lo) + half;
     p.qmin = -half;
     p.qmax = half - 1;
     return p;
 }
 
-static inline float fq(float x, struct qparams p)
+static inline float level(float x, struct akt_qparams p)
 {
-    float q = rintf(p.s * x - p.zp);
-    q = q < p.qmin ? p.qmin : q > p.qmax ? p.qmax : q; /* NaN passes through */
-    return (q + p.zp) / p.s;
+    float q = rintf(p.scale * x - p.zero_point);
+    return q < p.qmin ? p.qmin : q > p.qmax ? p.qmax : q; /* NaN passes through */
+}
+
+float akt_quant_level(float x, struct akt_qparams p)
+{
+    return level(x, p);
+}
+
+static inline float fq(float x, struct akt_qparams p)
+{
+    return (level(x, p) + p.zero_point) / p.scale;
 }
 
 float akt_fake_quant_scalar(float x, float lo, float hi, int bits)
 {
-    return fq(x, qparams_of(lo, hi, bits));
+    return fq(x, akt_quant_params(lo, hi, bits));
 }
 
 /* Straight-through estimator: d out / d x = 1 everywhere. */
@@ -61,7 +66,7 @@ static void ste_bw(struct akt_tape *t, const struct akt_node *n)
 struct akt_tensor *akt_fake_quant(struct akt_tape *t, struct akt_tensor *x, float lo, float hi,
                                   int bits)
 {
-    struct qparams p = qparams_of(lo, hi, bits);
+    struct akt_qparams p = akt_quant_params(lo, hi, bits);
     struct akt_tensor *out = akt_tensor_new_uninit(t, x->ndim, x->shape, 0); /* all written */
     const float *xd = x->data;
     float *o = out->data;
@@ -91,7 +96,7 @@ struct akt_tensor *akt_fake_quant_channel(struct akt_tape *t, struct akt_tensor 
             lo = row[j] < lo ? row[j] : lo;
             hi = row[j] > hi ? row[j] : hi;
         }
-        struct qparams p = qparams_of(lo, hi, bits);
+        struct akt_qparams p = akt_quant_params(lo, hi, bits);
         for (int64_t j = 0; j < cols; j++)
             o[(int64_t)r * cols + j] = fq(row[j], p);
     }

@@ -1,4 +1,4 @@
-/* ResNet-20 for CIFAR (SPEC 1): parameter table, init, copy, forward. */
+/* CIFAR ResNet-(6n+2) (SPEC 1): parameter table, init, copy, forward. */
 #include "akt/nn.h"
 
 #include <math.h>
@@ -11,11 +11,24 @@ static const float CIFAR10_STD[3] = {0.2470f, 0.2435f, 0.2616f};
 static const float CIFAR100_MEAN[3] = {0.5071f, 0.4867f, 0.4408f};
 static const float CIFAR100_STD[3] = {0.2675f, 0.2557f, 0.2761f};
 
+int akt_resnet_depth_valid(int depth)
+{
+    return depth >= 8 && (depth - 2) % 6 == 0 && (depth - 2) / 6 <= AKT_RESNET_MAX_N;
+}
+
+/* Parameters per network: stem conv + BN (5), per block 2 convs + 2 BNs (10)
+ * plus a conv1x1 + BN shortcut (5) in the two down-sampling blocks, FC (2). */
+static int param_count(int n, enum akt_shortcut sc)
+{
+    return 5 + 10 * AKT_RESNET_STAGES * n + (sc == AKT_SHORTCUT_CONV1X1 ? 10 : 0) + 2;
+}
+
 static int add_param(struct akt_resnet *m, const char *name, int kind, int ndim, int d0, int d1,
                      int d2, int d3)
 {
-    AKT_ASSERT(m->n_params < AKT_RESNET_MAX_PARAMS);
+    AKT_ASSERT(m->n_params < param_count(m->blocks_per_stage, m->shortcut));
     struct akt_param *p = &m->params[m->n_params];
+    AKT_ASSERT(strlen(name) < sizeof p->name);
     snprintf(p->name, sizeof p->name, "%s", name);
     p->kind = kind;
     p->ndim = ndim;
@@ -42,35 +55,45 @@ static void add_bn(struct akt_resnet *m, const char *prefix, int c)
     }
 }
 
-/* Block b (0..8) of stage s: input/output widths and stride. */
-static void block_geometry(int b, int *cin, int *cout, int *stride)
+/* Block b (0..3n-1), block b % n of stage b / n: input/output widths and
+ * stride. */
+static void block_geometry(int b, int n, int *cin, int *cout, int *stride)
 {
-    static const int widths[3] = {16, 32, 64};
-    int s = b / 3, i = b % 3;
+    static const int widths[AKT_RESNET_STAGES] = {16, 32, 64};
+    int s = b / n, i = b % n;
     *cout = widths[s];
     *cin = (i == 0 && s > 0) ? widths[s - 1] : widths[s];
     *stride = (i == 0 && s > 0) ? 2 : 1;
 }
 
-void akt_resnet_init(struct akt_resnet *m, int num_classes, enum akt_shortcut sc)
+void akt_resnet_init(struct akt_resnet *m, int depth, int num_classes, enum akt_shortcut sc)
 {
+    AKT_ASSERT(akt_resnet_depth_valid(depth) && num_classes >= 1);
     memset(m, 0, sizeof *m);
+    m->size = sizeof *m;
+    m->depth = depth;
+    const int n = m->blocks_per_stage = (depth - 2) / 6;
+    m->n_features = AKT_RESNET_STAGES * n;
+    m->n_acts = 1 + 2 * m->n_features;
+    m->n_bn = 1 + 2 * m->n_features + (sc == AKT_SHORTCUT_CONV1X1 ? 2 : 0);
     m->num_classes = num_classes;
     m->shortcut = sc;
+    m->params = calloc((size_t)param_count(n, sc), sizeof *m->params);
+    AKT_ASSERT(m->params);
     m->bn_eps = 1e-5f;
     const float *mean = num_classes == 100 ? CIFAR100_MEAN : CIFAR10_MEAN;
     const float *std = num_classes == 100 ? CIFAR100_STD : CIFAR10_STD;
     memcpy(m->mean, mean, sizeof m->mean);
     memcpy(m->std, std, sizeof m->std);
 
-    char name[48];
+    char name[64]; /* keys are at most 47 characters (akt_param.name) */
     add_param(m, "conv1.weight", AKT_PARAM_WEIGHT, 4, 16, 3, 3, 3);
     add_bn(m, "bn1", 16);
-    for (int b = 0; b < AKT_RESNET_BLOCKS; b++) {
+    for (int b = 0; b < m->n_features; b++) {
         int cin, cout, stride;
-        block_geometry(b, &cin, &cout, &stride);
-        char pre[16];
-        snprintf(pre, sizeof pre, "layer%d.%d", b / 3 + 1, b % 3);
+        block_geometry(b, n, &cin, &cout, &stride);
+        char pre[32];
+        snprintf(pre, sizeof pre, "layer%d.%d", b / n + 1, b % n);
         snprintf(name, sizeof name, "%s.conv1.weight", pre);
         add_param(m, name, AKT_PARAM_WEIGHT, 4, cout, cin, 3, 3);
         snprintf(name, sizeof name, "%s.bn1", pre);
@@ -89,6 +112,7 @@ void akt_resnet_init(struct akt_resnet *m, int num_classes, enum akt_shortcut sc
     }
     add_param(m, "linear.weight", AKT_PARAM_WEIGHT, 2, num_classes, 64, 0, 0);
     add_param(m, "linear.bias", AKT_PARAM_WEIGHT, 1, num_classes, 0, 0, 0);
+    AKT_ASSERT(m->n_params == param_count(n, sc));
 
     m->values = aligned_alloc(64, (size_t)m->n_values * sizeof(float));
     m->grads = aligned_alloc(64, (size_t)m->n_values * sizeof(float));
@@ -124,9 +148,18 @@ void akt_resnet_init_random(struct akt_resnet *m, struct akt_rng *r)
     }
 }
 
+const char *akt_resnet_arch(const struct akt_resnet *m, char *buf, size_t n)
+{
+    snprintf(buf, n, "resnet%d", m->depth);
+    return buf;
+}
+
 void akt_resnet_copy(struct akt_resnet *dst, const struct akt_resnet *src)
 {
     *dst = *src;
+    dst->params = malloc((size_t)src->n_params * sizeof *dst->params);
+    AKT_ASSERT(dst->params);
+    memcpy(dst->params, src->params, (size_t)src->n_params * sizeof *dst->params);
     dst->values = aligned_alloc(64, (size_t)src->n_values * sizeof(float));
     dst->grads = aligned_alloc(64, (size_t)src->n_values * sizeof(float));
     AKT_ASSERT(dst->values && dst->grads);
@@ -138,7 +171,10 @@ void akt_resnet_free(struct akt_resnet *m)
 {
     free(m->values);
     free(m->grads);
+    free(m->params);
     m->values = m->grads = NULL;
+    m->params = NULL;
+    m->n_params = 0;
 }
 
 struct akt_param *akt_resnet_param(const struct akt_resnet *m, const char *name)
@@ -164,6 +200,8 @@ struct fwd {
     struct akt_resnet_out *out;
     int next_param; /* params are consumed in table order */
     int next_act;
+    struct akt_tensor **bn_inputs, **acts; /* out's arrays, still being filled */
+    int *bn_index;
 };
 
 static struct akt_tensor *param_tensor(struct fwd *f, int idx)
@@ -187,11 +225,10 @@ static struct akt_tensor *bn_maybe_relu(struct fwd *f, struct akt_tensor *x, int
 {
     int idx = f->next_param;
     f->next_param += 4;
-    if (f->out->n_bn < AKT_RESNET_MAX_BN) {
-        f->out->bn_inputs[f->out->n_bn] = x;
-        f->out->bn_index[f->out->n_bn] = idx;
-        f->out->n_bn++;
-    }
+    AKT_ASSERT(f->out->n_bn < f->m->n_bn);
+    f->bn_inputs[f->out->n_bn] = x;
+    f->bn_index[f->out->n_bn] = idx;
+    f->out->n_bn++;
     struct akt_bn_params p = {
         .gamma = param_tensor(f, idx),
         .beta = param_tensor(f, idx + 1),
@@ -210,8 +247,10 @@ static struct akt_tensor *bn(struct fwd *f, struct akt_tensor *x) { return bn_ma
 static struct akt_tensor *act_q(struct fwd *f, struct akt_tensor *y)
 {
     int idx = f->next_act++;
+    AKT_ASSERT(idx < f->m->n_acts);
     if (f->o->quant && f->o->quant->act)
         y = f->o->quant->act(f->o->quant->ctx, f->t, idx, y);
+    f->acts[idx] = y;
     return y;
 }
 
@@ -223,15 +262,28 @@ void akt_resnet_forward(const struct akt_resnet *m, struct akt_tape *t, struct a
         o = &defaults;
     AKT_ASSERT(x->ndim == 4 && x->shape[1] == 3 && x->shape[2] == 32 && x->shape[3] == 32);
     memset(out, 0, sizeof *out);
-    struct fwd f = {.m = m, .t = t, .o = o, .out = out};
+    out->size = sizeof *out;
+    const int nf = m->n_features;
+    struct akt_tensor **features = akt_tape_alloc(t, (size_t)nf * sizeof *features);
+    int *stage = akt_tape_alloc(t, (size_t)nf * sizeof *stage);
+    struct fwd f = {.m = m, .t = t, .o = o, .out = out,
+                    .bn_inputs = akt_tape_alloc(t, (size_t)m->n_bn * sizeof(struct akt_tensor *)),
+                    .bn_index = akt_tape_alloc(t, (size_t)m->n_bn * sizeof(int)),
+                    .acts = akt_tape_alloc(t, (size_t)m->n_acts * sizeof(struct akt_tensor *))};
+    out->features = features;
+    out->feature_stage = stage;
+    out->bn_inputs = f.bn_inputs;
+    out->bn_index = f.bn_index;
+    out->acts = f.acts;
 
     struct akt_tensor *h = act_q(&f, bn_maybe_relu(&f, conv(&f, x, 1, 1), 1));
-    for (int b = 0; b < AKT_RESNET_BLOCKS; b++) {
+    for (int b = 0; b < nf; b++) {
         int cin, cout, stride;
-        block_geometry(b, &cin, &cout, &stride);
+        block_geometry(b, m->blocks_per_stage, &cin, &cout, &stride);
         struct akt_tensor *u = act_q(&f, bn_maybe_relu(&f, conv(&f, h, stride, 1), 1));
         struct akt_tensor *body = bn(&f, conv(&f, u, 1, 1));
-        out->features[b] = body;
+        features[b] = body;
+        stage[b] = b / m->blocks_per_stage;
         struct akt_tensor *sc = h;
         if (stride != 1 || cin != cout) {
             if (m->shortcut == AKT_SHORTCUT_CONV1X1)
@@ -248,5 +300,7 @@ void akt_resnet_forward(const struct akt_resnet *m, struct akt_tape *t, struct a
         w = o->quant->weight(o->quant->ctx, t, wi, w);
     struct akt_tensor *bias = param_tensor(&f, f.next_param++);
     out->logits = akt_linear(t, pooled, w, bias);
-    AKT_ASSERT(f.next_param == m->n_params && f.next_act == AKT_RESNET_ACTS);
+    out->n_features = nf;
+    out->n_acts = f.next_act;
+    AKT_ASSERT(f.next_param == m->n_params && f.next_act == m->n_acts && out->n_bn == m->n_bn);
 }

@@ -51,7 +51,7 @@ static void minmax(const float *x, int64_t n, float *mn_out, float *mx_out)
 }
 
 /* first_last_8bit raises only the stem conv and the FC weights to 8 bits;
- * all 19 activation quantizers keep abits (SPEC 1 names "first/last layer",
+ * every activation quantizer keeps abits (SPEC 1 names "first/last layer",
  * and the layers' inputs there are the float image and the float pooled
  * features, which are never quantized). */
 int akt_student_weight_bits(const struct akt_student *s, int param)
@@ -78,7 +78,7 @@ static struct akt_tensor *weight_hook(void *ctx, struct akt_tape *t, int param, 
 static struct akt_tensor *act_hook(void *ctx, struct akt_tape *t, int index, struct akt_tensor *x)
 {
     struct akt_student *s = ctx;
-    AKT_ASSERT(index >= 0 && index < AKT_RESNET_ACTS && x->n > 0);
+    AKT_ASSERT(index >= 0 && index < s->n_acts && x->n > 0);
     struct akt_range *r = &s->act[index];
     if (s->tracking) {
         float mn, mx;
@@ -102,7 +102,10 @@ void akt_student_init(struct akt_student *s, const struct akt_resnet *teacher, i
     s->first_last_8bit = 0;
     s->ema = AKT_EMA_AS_CODED;
     s->tracking = 1; /* the official QuantAct starts with running_stat on */
-    for (int i = 0; i < AKT_RESNET_ACTS; i++)
+    s->n_acts = s->net.n_acts;
+    s->act = calloc((size_t)s->n_acts, sizeof *s->act);
+    AKT_ASSERT(s->act);
+    for (int i = 0; i < s->n_acts; i++)
         s->act[i].c = 1.0f;
     /* ctx points at s: the student must not be moved (copied by value)
      * after init */
@@ -115,6 +118,8 @@ void akt_student_free(struct akt_student *s)
 {
     akt_resnet_free(&s->net);
     free(s->momentum);
+    free(s->act);
     s->momentum = NULL;
+    s->act = NULL;
     s->hooks.ctx = NULL;
 }

@@ -89,6 +89,23 @@ static const char *choice_name(const char *choices, int i, char *buf, size_t n)
     return buf;
 }
 
+/* A STRING value must fit AKT_PARAM_TEXT_MAX and be printable text (it is
+ * stored in the config YAML and printed in tables). */
+static int text_invalid(const char *s, char *why, size_t n)
+{
+    size_t len = strlen(s);
+    if (len >= AKT_PARAM_TEXT_MAX) {
+        snprintf(why, n, "longer than %d characters", AKT_PARAM_TEXT_MAX - 1);
+        return -1;
+    }
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
+            snprintf(why, n, "control character at position %zu", i + 1);
+            return -1;
+        }
+    return 0;
+}
+
 /* ----------------------------------------------------- descriptor checks --
  * Names are what users type (YAML values, loss.key=...), so they are kept to
  * letters, digits, '_' and '-'. */
@@ -180,6 +197,20 @@ static int check_params(const struct akt_plugin *p, char *why, size_t n)
             }
             break;
         }
+        case AKT_PT_STRING: {
+            if (!d->def_text) {
+                snprintf(why, n, "parameter '%.64s': string without a default (def_text)", d->key);
+                return -1;
+            }
+            char cw[200];
+            if (text_invalid(d->def_text, cw, sizeof cw) ||
+                (d->check && d->check(d->def_text, cw, sizeof cw))) {
+                snprintf(why, n, "parameter '%.64s': default '%.64s' is refused: %s", d->key,
+                         d->def_text, cw);
+                return -1;
+            }
+            break;
+        }
         default:
             snprintf(why, n, "parameter '%.64s': unknown type %d", d->key, (int)d->type);
             return -1;
@@ -190,9 +221,11 @@ static int check_params(const struct akt_plugin *p, char *why, size_t n)
 
 /* Checks descriptor d and, when sound, fills *out with a host-owned copy:
  * the fields d's size covers, zero beyond, so the host never reads past what
- * the plugin declared. why gets the reason on refusal. */
-static int check_descriptor(const struct akt_plugin *d, struct akt_plugin *out, char *why,
-                            size_t n)
+ * the plugin declared; the parameter table is copied into params (at most
+ * AKT_PLUGIN_MAX_PARAMS entries, each read with the plugin's param_size as
+ * the stride) and out->params points there. why gets the reason on refusal. */
+static int check_descriptor(const struct akt_plugin *d, struct akt_plugin *out,
+                            struct akt_param_def *params, char *why, size_t n)
 {
     if (d->abi != AKT_PLUGIN_ABI) {
         snprintf(why, n, "plugin ABI %u, host ABI %u (rebuild the plugin against this akt)",
@@ -221,6 +254,26 @@ static int check_descriptor(const struct akt_plugin *d, struct akt_plugin *out, 
     }
     memset(out, 0, sizeof *out);
     memcpy(out, d, d->size < sizeof *out ? d->size : sizeof *out);
+    if (out->n_params < 0 || out->n_params > AKT_PLUGIN_MAX_PARAMS) {
+        snprintf(why, n, "n_params is %d, expected 0..%d", out->n_params, AKT_PLUGIN_MAX_PARAMS);
+        return -1;
+    }
+    if (out->n_params > 0) {
+        if (!out->params) {
+            snprintf(why, n, "n_params is %d but params is NULL", out->n_params);
+            return -1;
+        }
+        if (out->param_size < sizeof(struct akt_param_def)) {
+            snprintf(why, n, "param_size %u is smaller than this host's parameter entry (%zu "
+                     "bytes): start the descriptor with AKT_PLUGIN_HEADER",
+                     (unsigned)out->param_size, sizeof(struct akt_param_def));
+            return -1;
+        }
+        for (int i = 0; i < out->n_params; i++)
+            memcpy(&params[i], (const char *)out->params + (size_t)i * out->param_size,
+                   sizeof params[i]);
+        out->params = params;
+    }
 
     const char *k = kind_name(out->kind);
     if (!out->name) {
@@ -240,10 +293,14 @@ static int check_descriptor(const struct akt_plugin *d, struct akt_plugin *out, 
         out->summary = "";
     if (out->kind == AKT_PLUGIN_GENERATOR) {
         struct akt_generator_ops *g = &out->ops.gen;
-        const char *miss = !g->sample ? "sample" : !g->loss ? "loss" : !g->update ? "update"
-                           : !g->state ? "state" : NULL;
-        if (miss) {
-            snprintf(why, n, "generator '%s' has no ops.gen.%s", out->name, miss);
+        if (!g->sample) {
+            snprintf(why, n, "generator '%s' has no ops.gen.sample", out->name);
+            return -1;
+        }
+        /* update, state and loss may be NULL (nothing to train), but an
+         * optimizer step without a loss to differentiate is a mistake */
+        if (g->update && !g->loss) {
+            snprintf(why, n, "generator '%s' has ops.gen.update but no ops.gen.loss", out->name);
             return -1;
         }
         if (!isfinite(g->lr) || g->lr < 0) {
@@ -251,12 +308,9 @@ static int check_descriptor(const struct akt_plugin *d, struct akt_plugin *out, 
                      out->name, (double)g->lr);
             return -1;
         }
-        /* Losses receive this string as is; NULL would crash a strcmp. */
-        if (!g->logit_loss)
-            g->logit_loss = "kd";
-        if (strcmp(g->logit_loss, "kd") && strcmp(g->logit_loss, "entropy")) {
-            snprintf(why, n, "generator '%s': logit_loss '%.32s' is not kd or entropy",
-                     out->name, g->logit_loss);
+        if ((int)g->logit_loss < 0 || (int)g->logit_loss >= AKT_LOGIT_COUNT) {
+            snprintf(why, n, "generator '%s': logit_loss %d is not AKT_LOGIT_KD or "
+                     "AKT_LOGIT_ENTROPY", out->name, (int)g->logit_loss);
             return -1;
         }
     } else if (!out->ops.loss.compute) {
@@ -351,8 +405,15 @@ int akt_registry_load_file(struct akt_registry *r, const char *path, struct akt_
     }
 
     struct akt_plugin found[MAX_PER_FILE];
+    /* the checked parameter tables, until they are copied into the registry */
+    struct akt_param_def (*found_params)[AKT_PLUGIN_MAX_PARAMS] =
+        malloc(MAX_PER_FILE * sizeof *found_params);
     char why[600];
     int n = 0, rc = 0;
+    if (!found_params) {
+        rc = akt_error_set(e, AKT_ENOMEM, path, "out of memory loading the plugin");
+        goto refuse;
+    }
     akt_plugin_get_fn get;
     /* POSIX's way to turn dlsym's object pointer into a function pointer. */
     *(void **)&get = dlsym(h, AKT_PLUGIN_SYMBOL);
@@ -371,7 +432,7 @@ int akt_registry_load_file(struct akt_registry *r, const char *path, struct akt_
                                MAX_PER_FILE);
             goto refuse;
         }
-        if (check_descriptor(d, &found[n], why, sizeof why)) {
+        if (check_descriptor(d, &found[n], found_params[n], why, sizeof why)) {
             rc = akt_error_set(e, AKT_EPLUGIN, path, "descriptor %d refused: %s", n, why);
             goto refuse;
         }
@@ -418,9 +479,11 @@ int akt_registry_load_file(struct akt_registry *r, const char *path, struct akt_
         goto refuse;
     }
     r->handles = nh;
+    /* one allocation per descriptor: the copy, then its parameter table */
     struct akt_plugin *copies[MAX_PER_FILE];
     for (int i = 0; i < n; i++) {
-        copies[i] = malloc(sizeof *copies[i]);
+        size_t np = (size_t)found[i].n_params;
+        copies[i] = malloc(sizeof *copies[i] + np * sizeof(struct akt_param_def));
         if (!copies[i]) {
             while (i-- > 0)
                 free(copies[i]);
@@ -428,6 +491,10 @@ int akt_registry_load_file(struct akt_registry *r, const char *path, struct akt_
             goto refuse;
         }
         *copies[i] = found[i];
+        struct akt_param_def *tab = (struct akt_param_def *)(copies[i] + 1);
+        if (np)
+            memcpy(tab, found[i].params, np * sizeof *tab);
+        copies[i]->params = np ? tab : NULL;
     }
     for (int i = 0; i < n; i++) {
         struct akt_registry_entry *en = &r->entries[r->n++];
@@ -435,9 +502,11 @@ int akt_registry_load_file(struct akt_registry *r, const char *path, struct akt_
         snprintf(en->path, sizeof en->path, "%s", path);
     }
     r->handles[r->n_handles++] = h;
+    free(found_params);
     return 0;
 
 refuse:
+    free(found_params);
     dlclose(h);
     return rc;
 }
@@ -513,36 +582,67 @@ int akt_registry_load_dir(struct akt_registry *r, const char *dir, struct akt_er
     return load_dir(r, dir, NULL, e);
 }
 
-int akt_registry_load_default(struct akt_registry *r, struct akt_error *e)
+/* The folders of a colon-separated list; missing ones are skipped only when
+ * optional (the install folder before `meson install`), else an error: a
+ * folder the user named must exist. */
+static int load_list(struct akt_registry *r, const char *list, int optional, const char *what,
+                     struct seen *seen, struct akt_error *e)
 {
-    const char *env = getenv("AKT_PLUGIN_PATH");
-    const char *list = env && *env ? env : AKT_PLUGIN_DIRS;
     char *copy = strdup(list);
     if (!copy)
-        return akt_error_set(e, AKT_ENOMEM, "AKT_PLUGIN_PATH", "out of memory");
-    struct seen seen = {0};
+        return akt_error_set(e, AKT_ENOMEM, what, "out of memory");
     int rc = 0;
     char *save = NULL;
     for (char *dir = strtok_r(copy, ":", &save); dir && !rc; dir = strtok_r(NULL, ":", &save)) {
         struct stat st;
-        if (stat(dir, &st) && errno == ENOENT)
-            continue; /* the install folder before `meson install`, say */
-        rc = load_dir(r, dir, &seen, e);
+        if (stat(dir, &st) && errno == ENOENT) {
+            if (optional)
+                continue;
+            rc = akt_error_set(e, AKT_EIO, dir, "plugin folder (from %s) does not exist", what);
+            break;
+        }
+        rc = load_dir(r, dir, seen, e);
     }
+    free(copy);
+    return rc;
+}
+
+int akt_registry_load_search_path(struct akt_registry *r, const char *const *dirs, int n_dirs,
+                                  struct akt_error *e)
+{
+    struct seen seen = {0};
+    int rc = 0;
+    for (int i = 0; i < n_dirs && !rc; i++)
+        rc = load_list(r, dirs[i], 0, "--plugin-dir", &seen, e);
+    const char *env = getenv("AKT_PLUGIN_PATH");
+    if (!rc && env && *env)
+        rc = load_list(r, env, 0, "AKT_PLUGIN_PATH", &seen, e);
+    if (!rc)
+        rc = load_list(r, AKT_PLUGIN_DIRS, 1, "the built-in plugin folders", &seen, e);
     for (int i = 0; i < seen.n; i++)
         free(seen.names[i]);
     free(seen.names);
-    free(copy);
     return rc;
+}
+
+int akt_registry_load_default(struct akt_registry *r, struct akt_error *e)
+{
+    return akt_registry_load_search_path(r, NULL, 0, e);
 }
 
 /* ------------------------------------------------------------ parameters -- */
 void akt_params_defaults(const struct akt_plugin *p, struct akt_param_values *v)
 {
     memset(v, 0, sizeof *v);
+    v->size = sizeof *v;
     v->n = p->n_params;
-    for (int i = 0; i < p->n_params; i++)
-        v->v[i] = p->params[i].def;
+    for (int i = 0; i < p->n_params; i++) {
+        const struct akt_param_def *d = &p->params[i];
+        if (d->type == AKT_PT_STRING)
+            snprintf(v->text[i], sizeof v->text[i], "%s", d->def_text);
+        else
+            v->v[i] = d->def;
+    }
 }
 
 int akt_params_find(const struct akt_plugin *p, const char *key)
@@ -560,6 +660,7 @@ static const char *type_name(enum akt_ptype t)
     case AKT_PT_INT: return "an integer";
     case AKT_PT_BOOL: return "true or false";
     case AKT_PT_CHOICE: return "a choice";
+    case AKT_PT_STRING: return "text";
     }
     return "?";
 }
@@ -651,11 +752,23 @@ int akt_params_set(const struct akt_plugin *p, struct akt_param_values *v, const
         x = c;
         break;
     }
+    case AKT_PT_STRING: {
+        char why[256];
+        if (text_invalid(value, why, sizeof why) || (d->check && d->check(value, why, sizeof why)))
+            return akt_error_set(e, AKT_EINVAL, where, "'%.100s': %s", value, why);
+        snprintf(v->text[i], sizeof v->text[i], "%s", value);
+        v->v[i] = 0;
+        v->size = sizeof *v;
+        if (v->n < p->n_params)
+            v->n = p->n_params;
+        return 0;
+    }
     }
     if ((d->type == AKT_PT_FLOAT || d->type == AKT_PT_INT) && (x < d->lo || x > d->hi))
         return akt_error_set(e, AKT_EINVAL, where, "%s is out of range [%s, %s]", value,
                              fmt_num(d->lo, a, sizeof a), fmt_num(d->hi, b, sizeof b));
     v->v[i] = x;
+    v->size = sizeof *v;
     if (v->n < p->n_params)
         v->n = p->n_params;
     return 0;
@@ -672,6 +785,7 @@ const char *akt_params_format(const struct akt_plugin *p, const struct akt_param
     case AKT_PT_INT: snprintf(buf, n, "%.0f", x); return buf;
     case AKT_PT_BOOL: snprintf(buf, n, "%s", x != 0 ? "true" : "false"); return buf;
     case AKT_PT_CHOICE: return choice_name(d->choices, (int)x, buf, n);
+    case AKT_PT_STRING: snprintf(buf, n, "%s", v->text[i]); return buf;
     }
     snprintf(buf, n, "?");
     return buf;

@@ -102,7 +102,7 @@ struct hess_ctx {
     struct akt_tape tape;
     struct akt_gen_batch gb;
     struct akt_resnet_out tdet;
-    int batch, evals, quiet, total_evals;
+    int evals, quiet, total_evals;
     double t0;
 };
 
@@ -118,13 +118,12 @@ static int student_loss_grad(void *user, float *w, float *g, struct akt_error *e
     struct akt_resnet_opts so = {.param_grads = 1, .quant = &r->student.hooks};
     akt_resnet_forward(net, t, akt_detach(t, h->gb.x), &so, &sout);
     struct akt_loss_input li = {
+        .size = sizeof li,
         .teacher = &h->tdet,
         .student = &sout,
         .labels = h->gb.labels,
         .target = h->gb.target,
         .generator_logit_loss = r->gen->ops.gen.logit_loss,
-        .batch = h->batch,
-        .num_classes = r->teacher.num_classes,
     };
     struct akt_tensor *lq = r->loss->ops.loss.compute(r->loss_self, &r->host, t, &li, e);
     if (!lq)
@@ -141,6 +140,15 @@ static int student_loss_grad(void *user, float *w, float *g, struct akt_error *e
         fprintf(stderr, "akt: hessian: gradient %d/%d (%.1fs)\n", h->evals, h->total_evals,
                 (akt_time_ms() - h->t0) / 1e3);
     return 0;
+}
+
+void akt_hessian_result_free(struct akt_hessian_result *res)
+{
+    free(res->layer);
+    free(res->trace_layer);
+    res->layer = NULL;
+    res->trace_layer = NULL;
+    res->n_layers = 0;
 }
 
 void akt_hessian_opts_defaults(struct akt_hessian_opts *o)
@@ -294,14 +302,24 @@ int akt_run_hessian(const char *path, const char *id, const struct akt_registry 
     struct akt_tape *t = &r->tape;
     akt_tape_reset(t);
     t->recording = 0;
-    if ((rc = r->gen->ops.gen.sample(r->gen_self, &r->host, t, res->batch, &h.gb, e)))
+    h.gb.size = sizeof h.gb;
+    if ((rc = r->gen->ops.gen.sample(r->gen_self, &r->host, t, &h.gb, e)))
         goto done;
+    if (!h.gb.x || h.gb.x->ndim != 4 || h.gb.x->shape[0] != res->batch || !h.gb.labels) {
+        rc = akt_error_set(e, AKT_ESHAPE, where, "generator %s did not return %d images with "
+                           "labels", r->gen->name, res->batch);
+        goto done;
+    }
     struct akt_resnet_out tout;
     r->host.teacher_forward(&r->host, t, h.gb.x, &tout);
     h.tdet = akt__detach_out(t, &tout);
 
     const struct akt_resnet *net = &r->student.net;
-    int64_t off[AKT_RESNET_MAX_PARAMS], len[AKT_RESNET_MAX_PARAMS];
+    int64_t *off = malloc((size_t)net->n_params * sizeof *off);
+    int64_t *len = malloc((size_t)net->n_params * sizeof *len);
+    res->layer = malloc((size_t)net->n_params * sizeof *res->layer);
+    res->trace_layer = calloc((size_t)net->n_params, sizeof *res->trace_layer);
+    AKT_ASSERT(off && len && res->layer && res->trace_layer);
     for (int i = 0; i < net->n_params; i++) {
         const struct akt_param *p = &net->params[i];
         if (p->kind != AKT_PARAM_WEIGHT)
@@ -312,7 +330,6 @@ int akt_run_hessian(const char *path, const char *id, const struct akt_registry 
         res->n_layers++;
     }
     h.r = r;
-    h.batch = res->batch;
     h.quiet = o->quiet;
     h.total_evals = 2 * o->probes;
     h.t0 = akt_time_ms();
@@ -321,6 +338,8 @@ int akt_run_hessian(const char *path, const char *id, const struct akt_registry 
                         res->n_layers, o->probes, o->eps, &r->rng, res->trace_layer,
                         &res->trace_total, e);
     akt_tape_free(&h.tape);
+    free(off);
+    free(len);
     if (!rc)
         rc = write_hessian(out, id, res, e);
 

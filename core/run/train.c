@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "akt/distill.h"
 #include "akt/eval.h"
 #include "akt/optim.h"
 #include "akt/results.h"
@@ -60,15 +61,21 @@ static void host_log(const struct akt_host *h, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Teacher outputs as constants for the student's loss. */
+/* Teacher outputs as constants for the student's loss (new arrays on t, so
+ * the originals keep their gradients for the generator step). */
 struct akt_resnet_out akt__detach_out(struct akt_tape *t, const struct akt_resnet_out *o)
 {
     struct akt_resnet_out d = *o;
     d.logits = akt_detach(t, o->logits);
-    for (int i = 0; i < AKT_RESNET_BLOCKS; i++)
+    d.features = akt_tape_alloc(t, (size_t)o->n_features * sizeof *d.features);
+    for (int i = 0; i < o->n_features; i++)
         d.features[i] = o->features[i] ? akt_detach(t, o->features[i]) : NULL;
+    d.bn_inputs = akt_tape_alloc(t, (size_t)o->n_bn * sizeof *d.bn_inputs);
     for (int i = 0; i < o->n_bn; i++)
         d.bn_inputs[i] = akt_detach(t, o->bn_inputs[i]);
+    d.acts = akt_tape_alloc(t, (size_t)o->n_acts * sizeof *d.acts);
+    for (int i = 0; i < o->n_acts; i++)
+        d.acts[i] = o->acts[i] ? akt_detach(t, o->acts[i]) : NULL;
     return d;
 }
 
@@ -110,6 +117,26 @@ static int evaluate_student(struct run *r, double *top1, double *top5, struct ak
     *top1 = er.top1;
     *top5 = er.top5;
     return rc;
+}
+
+/* A plugin's batch must be what the host asked for: h->batch images of
+ * [3,32,32] and labels, soft targets [B, classes] when given. */
+static int check_batch(const struct run *r, const struct akt_gen_batch *b, struct akt_error *e)
+{
+    const struct akt_tensor *x = b->x;
+    int B = r->host.batch, C = r->host.num_classes;
+    char where[96];
+    snprintf(where, sizeof where, "generator %s", r->gen->name);
+    if (!x || x->ndim != 4 || x->shape[0] != B || x->shape[1] != 3 || x->shape[2] != 32 ||
+        x->shape[3] != 32)
+        return akt_error_set(e, AKT_ESHAPE, where, "sample() must return x of shape "
+                             "[%d,3,32,32] (h->batch images)", B);
+    if (!b->labels)
+        return akt_error_set(e, AKT_EINVAL, where, "sample() returned no labels");
+    if (b->target && (b->target->ndim != 2 || b->target->shape[0] != B ||
+                      b->target->shape[1] != C))
+        return akt_error_set(e, AKT_ESHAPE, where, "soft targets must be [%d,%d]", B, C);
+    return 0;
 }
 
 static int check_finite(const struct akt_tensor *loss, const char *what, int epoch, int iter,
@@ -207,12 +234,16 @@ static int write_epoch(struct akt_results *out, const char *id, struct run *r, i
         if ((rc = akt_results_append(out, id, r->metric_name[i], epoch, &v, 1, e)))
             return rc;
     }
-    double ranges[2 * AKT_RESNET_ACTS];
-    for (int i = 0; i < AKT_RESNET_ACTS; i++) {
+    const int na = r->student.n_acts;
+    double *ranges = malloc(2 * (size_t)na * sizeof *ranges);
+    AKT_ASSERT(ranges);
+    for (int i = 0; i < na; i++) {
         ranges[i] = r->student.act[i].lo;
-        ranges[AKT_RESNET_ACTS + i] = r->student.act[i].hi;
+        ranges[na + i] = r->student.act[i].hi;
     }
-    if ((rc = akt_results_append(out, id, "act_range", epoch, ranges, 2 * AKT_RESNET_ACTS, e)))
+    rc = akt_results_append(out, id, "act_range", epoch, ranges, 2 * na, e);
+    free(ranges);
+    if (rc)
         return rc;
     return akt_results_flush(out, e);
 }
@@ -224,6 +255,13 @@ static int write_epoch(struct akt_results *out, const char *id, struct run *r, i
  * checkpoint_epoch (= completed epochs) are written last, after a flush, so a
  * kill at any moment leaves one complete checkpoint behind. */
 #define RANGE_FIELDS 5
+
+/* The generator's flat state, or none (n = 0) when it has nothing to keep. */
+static float *generator_state(struct run *r, int64_t *n)
+{
+    *n = 0;
+    return r->gen->ops.gen.state ? r->gen->ops.gen.state(r->gen_self, n) : NULL;
+}
 
 static int save_checkpoint(struct akt_results *out, const char *id, struct run *r,
                            int epochs_done, struct akt_error *e)
@@ -238,7 +276,7 @@ static int save_checkpoint(struct akt_results *out, const char *id, struct run *
                                        &nv, e)))
         return rc;
     int64_t gn = 0;
-    float *gs = r->gen->ops.gen.state(r->gen_self, &gn);
+    float *gs = generator_state(r, &gn);
     int gni = (int)gn;
     if ((rc = akt_results_write_tensor(out, id, grp, "generator_state", gs, 1, &gni, e)))
         return rc;
@@ -246,17 +284,23 @@ static int save_checkpoint(struct akt_results *out, const char *id, struct run *
     memcpy(rng, r->rng.s, sizeof rng);
     if ((rc = akt_results_write_ints(out, id, grp, "rng_state", rng, 8, e)))
         return rc;
-    float ranges[AKT_RESNET_ACTS * RANGE_FIELDS];
-    int updates[AKT_RESNET_ACTS];
-    for (int i = 0; i < AKT_RESNET_ACTS; i++) {
+    const int na = r->student.n_acts;
+    float *ranges = malloc((size_t)na * RANGE_FIELDS * sizeof *ranges);
+    int *updates = malloc((size_t)na * sizeof *updates);
+    AKT_ASSERT(ranges && updates);
+    for (int i = 0; i < na; i++) {
         const struct akt_range *a = &r->student.act[i];
         float *f = ranges + i * RANGE_FIELDS;
         f[0] = a->lo, f[1] = a->hi, f[2] = a->raw_lo, f[3] = a->raw_hi, f[4] = a->c;
         updates[i] = (int)a->updates;
     }
-    int rs[2] = {AKT_RESNET_ACTS, RANGE_FIELDS};
-    if ((rc = akt_results_write_tensor(out, id, grp, "act_ranges", ranges, 2, rs, e)) ||
-        (rc = akt_results_write_ints(out, id, grp, "act_updates", updates, AKT_RESNET_ACTS, e)) ||
+    int rs[2] = {na, RANGE_FIELDS};
+    rc = akt_results_write_tensor(out, id, grp, "act_ranges", ranges, 2, rs, e);
+    if (!rc)
+        rc = akt_results_write_ints(out, id, grp, "act_updates", updates, na, e);
+    free(ranges);
+    free(updates);
+    if (rc ||
         (rc = akt_results_flush(out, e)) ||
         (rc = akt_results_set_attr(out, id, "checkpoint_slot", slot, e)) ||
         (rc = akt_results_set_attr(out, id, "checkpoint_epoch", epochs_done, e)))
@@ -276,26 +320,30 @@ int akt__load_checkpoint(struct akt_results *out, const char *id, struct run *r,
                                       n->n_values, e)))
         return rc;
     int64_t gn = 0;
-    float *gs = r->gen->ops.gen.state(r->gen_self, &gn);
+    float *gs = generator_state(r, &gn);
     if ((rc = akt_results_read_tensor(out, id, grp, "generator_state", gs, gn, e)))
         return rc;
     int rng[8];
     if ((rc = akt_results_read_ints(out, id, grp, "rng_state", rng, 8, e)))
         return rc;
     memcpy(r->rng.s, rng, sizeof rng);
-    float ranges[AKT_RESNET_ACTS * RANGE_FIELDS];
-    int updates[AKT_RESNET_ACTS];
-    if ((rc = akt_results_read_tensor(out, id, grp, "act_ranges", ranges,
-                                      AKT_RESNET_ACTS * RANGE_FIELDS, e)) ||
-        (rc = akt_results_read_ints(out, id, grp, "act_updates", updates, AKT_RESNET_ACTS, e)))
-        return rc;
-    for (int i = 0; i < AKT_RESNET_ACTS; i++) {
+    const int na = r->student.n_acts;
+    float *ranges = malloc((size_t)na * RANGE_FIELDS * sizeof *ranges);
+    int *updates = malloc((size_t)na * sizeof *updates);
+    AKT_ASSERT(ranges && updates);
+    rc = akt_results_read_tensor(out, id, grp, "act_ranges", ranges, (int64_t)na * RANGE_FIELDS,
+                                 e);
+    if (!rc)
+        rc = akt_results_read_ints(out, id, grp, "act_updates", updates, na, e);
+    for (int i = 0; !rc && i < na; i++) {
         struct akt_range *a = &r->student.act[i];
         const float *f = ranges + i * RANGE_FIELDS;
         a->lo = f[0], a->hi = f[1], a->raw_lo = f[2], a->raw_hi = f[3], a->c = f[4];
         a->updates = updates[i];
     }
-    return 0;
+    free(ranges);
+    free(updates);
+    return rc;
 }
 
 /* Opens the run in the results file. A finished run is reported and skipped
@@ -366,6 +414,9 @@ static int prepare_results(struct akt_results *out, struct run *r, struct akt_ru
         rc = akt_results_run(out, c->id, yaml, e);
     if (!rc && !*done)
         rc = akt_results_set_status(out, c->id, "running", "", e);
+    /* the architecture, read off the teacher: what `akt report` groups by */
+    if (!rc && !*done)
+        rc = akt_results_set_attr(out, c->id, "depth", r->teacher.depth, e);
     free(yaml);
     return rc;
 }
@@ -394,23 +445,19 @@ static int write_quantized_weights(struct akt_results *out, const char *id, stru
         float *scale = malloc(rows * sizeof *scale), *zp = malloc(rows * sizeof *zp);
         AKT_ASSERT(q && scale && zp);
         const float *w = n->values + p->offset;
-        float qlo = -(float)(1 << (bits - 1)), qhi = (float)((1 << (bits - 1)) - 1);
         for (int c = 0; c < rows; c++) {
+            /* the fake quantizer's own parameters (SPEC 2), row = output channel */
             const float *row = w + c * cols;
             float lo = row[0], hi = row[0];
             for (int64_t k = 1; k < cols; k++) {
                 lo = row[k] < lo ? row[k] : lo;
                 hi = row[k] > hi ? row[k] : hi;
             }
-            float range = hi - lo > 1e-8f ? hi - lo : 1e-8f;
-            float s = (float)((1 << bits) - 1) / range;
-            float z = rintf(s * lo) + (float)(1 << (bits - 1));
-            scale[c] = s;
-            zp[c] = z;
-            for (int64_t k = 0; k < cols; k++) {
-                float v = rintf(s * row[k] - z);
-                q[c * cols + k] = (int)(v < qlo ? qlo : v > qhi ? qhi : v);
-            }
+            struct akt_qparams qp = akt_quant_params(lo, hi, bits);
+            scale[c] = qp.scale;
+            zp[c] = qp.zero_point;
+            for (int64_t k = 0; k < cols; k++)
+                q[c * cols + k] = (int)akt_quant_level(row[k], qp);
         }
         char grp[96];
         snprintf(grp, sizeof grp, "tensors/quant/%s", p->name);
@@ -430,37 +477,33 @@ static int write_quantized_weights(struct akt_results *out, const char *id, stru
     return rc;
 }
 
-/* Spatial map (mean_c F^2, L2-normalised) and channel map (mean_p F^2,
- * softmax) of one body output, as the AKT loss refines them. */
-static void attention_maps(struct akt_tape *t, struct akt_tensor *f, struct akt_tensor **sp,
-                           struct akt_tensor **ch)
-{
-    int B = f->shape[0], C = f->shape[1], HW = f->shape[2] * f->shape[3];
-    struct akt_tensor *sq = akt_square(t, akt_view(t, f, 3, (int[]){B, C, HW}));
-    *sp = akt_l2_normalize(t, akt_mean(t, sq, 1, 2), 1, 2, 1e-12f);
-    *ch = akt_softmax(t, akt_mean(t, sq, 2, 3), 1, 2, 1.0f);
-}
-
 static int write_final_tensors(struct akt_results *out, const char *id, struct run *r,
                                struct akt_error *e)
 {
     int rc = write_quantized_weights(out, id, r, e);
     if (rc)
         return rc;
-    float ranges[AKT_RESNET_ACTS * 2];
-    for (int i = 0; i < AKT_RESNET_ACTS; i++) {
+    const int na = r->student.n_acts;
+    float *ranges = malloc(2 * (size_t)na * sizeof *ranges);
+    AKT_ASSERT(ranges);
+    for (int i = 0; i < na; i++) {
         ranges[2 * i] = r->student.act[i].lo;
         ranges[2 * i + 1] = r->student.act[i].hi;
     }
-    if ((rc = akt_results_write_tensor(out, id, "tensors", "act_range", ranges, 2,
-                                       (int[]){AKT_RESNET_ACTS, 2}, e)))
+    rc = akt_results_write_tensor(out, id, "tensors", "act_range", ranges, 2, (int[]){na, 2}, e);
+    free(ranges);
+    if (rc)
         return rc;
     struct akt_tape *t = &r->tape;
     akt_tape_reset(t);
     int rec = t->recording;
     t->recording = 0;
-    struct akt_gen_batch gb = {0};
-    if ((rc = r->gen->ops.gen.sample(r->gen_self, &r->host, t, FINAL_IMAGES, &gb, e)))
+    /* the one batch size of this call, for the generator and the networks */
+    const int batch = r->host.batch;
+    r->host.batch = FINAL_IMAGES;
+    struct akt_gen_batch gb = {.size = sizeof gb};
+    if ((rc = r->gen->ops.gen.sample(r->gen_self, &r->host, t, &gb, e)) ||
+        (rc = check_batch(r, &gb, e)))
         goto out;
     if ((rc = akt_results_write_tensor(out, id, "tensors", "images", gb.x->data, 4,
                                        gb.x->shape, e)) ||
@@ -472,10 +515,14 @@ static int write_final_tensors(struct akt_results *out, const char *id, struct r
     host_teacher_forward(&r->host, t, gb.x, &to);
     host_student_forward(&r->host, t, gb.x, &so);
     r->student.tracking = tracking;
-    for (int i = 0; i < AKT_RESNET_BLOCKS && !rc; i++) {
+    for (int i = 0; i < to.n_features && !rc; i++) {
         struct akt_tensor *tsp, *tch, *ssp, *sch;
-        attention_maps(t, to.features[i], &tsp, &tch);
-        attention_maps(t, so.features[i], &ssp, &sch);
+        akt_attention_maps(t, to.features[i], &tsp, &tch);
+        akt_attention_maps(t, so.features[i], &ssp, &sch);
+        /* spatial maps are stored [B, H*W] (results/README.md) */
+        int bhw[2] = {tsp->shape[0], tsp->shape[1] * tsp->shape[2]};
+        tsp = akt_view(t, tsp, 2, bhw);
+        ssp = akt_view(t, ssp, 2, bhw);
         char name[32];
         struct { const char *who; struct akt_tensor *m; } maps[4] = {
             {"teacher_spatial", tsp}, {"teacher_channel", tch},
@@ -488,6 +535,7 @@ static int write_final_tensors(struct akt_results *out, const char *id, struct r
     }
 out:
     t->recording = rec;
+    r->host.batch = batch;
     return rc;
 }
 
@@ -524,7 +572,6 @@ int akt_run_train(const struct akt_run_config *c, const struct akt_registry *reg
         res->top1_fp = er.top1;
     }
     float lr_g0 = c->lr_generator > 0 ? c->lr_generator : r->gen->ops.gen.lr;
-    const int B = c->batch;
 
     for (int epoch = start; epoch < c->epochs; epoch++) {
         double t0 = akt_time_ms();
@@ -544,25 +591,33 @@ int akt_run_train(const struct akt_run_config *c, const struct akt_registry *reg
 
             /* 1. generator step: x = G(z, y) through the frozen teacher
              *    (and the student for AdaDFQ); Adam on G */
-            struct akt_gen_batch gb = {0};
-            if ((rc = r->gen->ops.gen.sample(r->gen_self, &r->host, t, B, &gb, e)))
+            struct akt_gen_batch gb = {.size = sizeof gb};
+            if ((rc = r->gen->ops.gen.sample(r->gen_self, &r->host, t, &gb, e)))
+                goto done;
+            if ((rc = check_batch(r, &gb, e)))
                 goto done;
             struct akt_resnet_out tout, sout_g, *sg = NULL;
             host_teacher_forward(&r->host, t, gb.x, &tout);
-            if (r->gen->ops.gen.needs_student) {
-                host_student_forward(&r->host, t, gb.x, &sout_g);
-                sg = &sout_g;
+            double loss_g = 0;
+            if (r->gen->ops.gen.loss) {
+                if (r->gen->ops.gen.needs_student) {
+                    host_student_forward(&r->host, t, gb.x, &sout_g);
+                    sg = &sout_g;
+                }
+                struct akt_tensor *lg =
+                    r->gen->ops.gen.loss(r->gen_self, &r->host, t, &gb, &tout, sg, e);
+                if (!lg) {
+                    rc = e ? e->code : AKT_EPLUGIN;
+                    goto done;
+                }
+                if ((rc = check_finite(lg, "generator loss", epoch, it, e)))
+                    goto done;
+                if (r->gen->ops.gen.update) {
+                    akt_backward(t, lg);
+                    r->gen->ops.gen.update(r->gen_self, &r->host, lr_g);
+                }
+                loss_g = lg->data[0];
             }
-            struct akt_tensor *lg =
-                r->gen->ops.gen.loss(r->gen_self, &r->host, t, &gb, &tout, sg, e);
-            if (!lg) {
-                rc = e ? e->code : AKT_EPLUGIN;
-                goto done;
-            }
-            if ((rc = check_finite(lg, "generator loss", epoch, it, e)))
-                goto done;
-            akt_backward(t, lg);
-            r->gen->ops.gen.update(r->gen_self, &r->host, lr_g);
 
             /* 2. student step on x.detach() against the detached teacher
              *    outputs of the same batch */
@@ -571,13 +626,12 @@ int akt_run_train(const struct akt_run_config *c, const struct akt_registry *reg
             struct akt_resnet_opts so = {.param_grads = 1, .quant = &r->student.hooks};
             akt_resnet_forward(&r->student.net, t, akt_detach(t, gb.x), &so, &sout);
             struct akt_loss_input li = {
+                .size = sizeof li,
                 .teacher = &tdet,
                 .student = &sout,
                 .labels = gb.labels,
                 .target = gb.target,
                 .generator_logit_loss = r->gen->ops.gen.logit_loss,
-                .batch = B,
-                .num_classes = r->teacher.num_classes,
             };
             struct akt_tensor *lq = r->loss->ops.loss.compute(r->loss_self, &r->host, t, &li, e);
             if (!lq) {
@@ -592,11 +646,11 @@ int akt_run_train(const struct akt_run_config *c, const struct akt_registry *reg
             if (epoch >= c->warmup_epochs)
                 student_sgd(&r->student, lr_s, c);
 
-            sum_g += lg->data[0];
+            sum_g += loss_g;
             sum_q += lq->data[0];
             sum_norm += gnorm;
             if (cb && cb->iteration)
-                cb->iteration(epoch, it, c->iters, lg->data[0], lq->data[0], cb->user);
+                cb->iteration(epoch, it, c->iters, loss_g, lq->data[0], cb->user);
             if (cb && cb->stop && *cb->stop) {
                 rc = akt_error_set(e, AKT_EINTR, "run", "interrupted in epoch %d", epoch);
                 goto done;

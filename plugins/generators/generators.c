@@ -42,12 +42,15 @@ enum {
 enum { EINIT_AUTO = 0, EINIT_RANDOM = 1, EINIT_TEACHER = 2 };
 
 #define COMMON_PARAMS(latent_def, bns_key, bns_def, bns_help)                                    \
-    {"latent", AKT_PT_INT, latent_def, 1, 4096, NULL, "latent (noise and embedding) width"},     \
-    {"lr", AKT_PT_FLOAT, GEN_DEFAULT_LR, 0, 10, NULL,                                            \
-     "base Adam learning rate (the host's step schedule scales it)"},                            \
-    {bns_key, AKT_PT_FLOAT, bns_def, 0, 1e6, NULL, bns_help},                                    \
-    {"adam_beta1", AKT_PT_FLOAT, 0.5, 0, 0.999999, NULL, "Adam beta1"},                          \
-    {"adam_beta2", AKT_PT_FLOAT, 0.999, 0, 0.999999, NULL, "Adam beta2"}
+    {.key = "latent", .type = AKT_PT_INT, .def = latent_def, .lo = 1, .hi = 4096,                \
+     .help = "latent (noise and embedding) width"},                                              \
+    {.key = "lr", .type = AKT_PT_FLOAT, .def = GEN_DEFAULT_LR, .lo = 0, .hi = 10,                \
+     .help = "base Adam learning rate (the host's step schedule scales it)"},                    \
+    {.key = bns_key, .type = AKT_PT_FLOAT, .def = bns_def, .lo = 0, .hi = 1e6, .help = bns_help}, \
+    {.key = "adam_beta1", .type = AKT_PT_FLOAT, .def = 0.5, .lo = 0, .hi = 0.999999,             \
+     .help = "Adam beta1"},                                                                      \
+    {.key = "adam_beta2", .type = AKT_PT_FLOAT, .def = 0.999, .lo = 0, .hi = 0.999999,           \
+     .help = "Adam beta2"}
 
 static const struct akt_param_def gdfq_params[] = {
     COMMON_PARAMS(100, "bns", 0.1, "weight of the BN-statistics loss"),
@@ -55,26 +58,33 @@ static const struct akt_param_def gdfq_params[] = {
 
 static const struct akt_param_def qimera_params[] = {
     COMMON_PARAMS(64, "bns", 0.1, "weight of the BN-statistics loss"),
-    {"p_superpose", AKT_PT_FLOAT, 0.4, 0, 1, NULL,
-     "probability that an iteration's batch is made of superposed classes"},
-    {"K", AKT_PT_INT, 0, 0, 10000, NULL,
-     "classes per superposed sample; 0 = auto (2 for <=10 classes, else 10 at <=4 bits, 50 above)"},
-    {"disentangle", AKT_PT_BOOL, 0, 0, 1, NULL,
-     "disentanglement mapping: a linear latent->dm_dim on each slot before mixing"},
-    {"dm_dim", AKT_PT_INT, 100, 1, 4096, NULL, "output width of the disentanglement mapping"},
-    {"embed_init", AKT_PT_CHOICE, EINIT_AUTO, 0, 0, "auto|random|teacher_fc",
-     "embedding init: auto = the teacher's FC weight for 100 classes when it fits, else N(0,1)"},
+    {.key = "p_superpose", .type = AKT_PT_FLOAT, .def = 0.4, .lo = 0, .hi = 1,
+     .help = "probability that an iteration's batch is made of superposed classes"},
+    {.key = "K", .type = AKT_PT_INT, .def = 0, .lo = 0, .hi = 10000,
+     .help = "classes per superposed sample; 0 = auto (2 for <=10 classes, else 10 at <=4 bits, "
+             "50 above)"},
+    {.key = "disentangle", .type = AKT_PT_BOOL, .def = 0, .lo = 0, .hi = 1,
+     .help = "disentanglement mapping: a linear latent->dm_dim on each slot before mixing"},
+    {.key = "dm_dim", .type = AKT_PT_INT, .def = 100, .lo = 1, .hi = 4096,
+     .help = "output width of the disentanglement mapping"},
+    {.key = "embed_init", .type = AKT_PT_CHOICE, .def = EINIT_AUTO,
+     .choices = "auto|random|teacher_fc",
+     .help = "embedding init: auto = the teacher's FC weight for 100 classes when it fits, else "
+             "N(0,1)"},
 };
 
 static const struct akt_param_def adadfq_params[] = {
     COMMON_PARAMS(100, "gamma", 1.0, "weight of the BN-statistics loss (gamma)"),
-    {"beta", AKT_PT_FLOAT, 1.0, 0, 1e6, NULL, "weight of the balance loss L_bal"},
-    {"alpha_ds", AKT_PT_FLOAT, 0.2, 0, 1e6, NULL, "L_bal weight of CE(z_T - z_Q, y)"},
-    {"alpha_as", AKT_PT_FLOAT, 0.1, 0, 1e6, NULL, "L_bal weight of CE(z_T + z_Q, y)"},
-    {"lambda_l", AKT_PT_FLOAT, 0.1, 0, 1, NULL,
-     "lower bound of the normalised disagreement entropy"},
-    {"lambda_u", AKT_PT_FLOAT, 0.8, 0, 1, NULL,
-     "upper bound of the normalised disagreement entropy"},
+    {.key = "beta", .type = AKT_PT_FLOAT, .def = 1.0, .lo = 0, .hi = 1e6,
+     .help = "weight of the balance loss L_bal"},
+    {.key = "alpha_ds", .type = AKT_PT_FLOAT, .def = 0.2, .lo = 0, .hi = 1e6,
+     .help = "L_bal weight of CE(z_T - z_Q, y)"},
+    {.key = "alpha_as", .type = AKT_PT_FLOAT, .def = 0.1, .lo = 0, .hi = 1e6,
+     .help = "L_bal weight of CE(z_T + z_Q, y)"},
+    {.key = "lambda_l", .type = AKT_PT_FLOAT, .def = 0.1, .lo = 0, .hi = 1,
+     .help = "lower bound of the normalised disagreement entropy"},
+    {.key = "lambda_u", .type = AKT_PT_FLOAT, .def = 0.8, .lo = 0, .hi = 1,
+     .help = "upper bound of the normalised disagreement entropy"},
 };
 
 #define N_PARAMS(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -305,13 +315,15 @@ static struct akt_tensor *qimera_mixed(struct akt_tape *t, struct gen_self *s,
     return u;
 }
 
-static int sample(void *self, const struct akt_host *h, struct akt_tape *t, int batch,
+static int sample(void *self, const struct akt_host *h, struct akt_tape *t,
                   struct akt_gen_batch *out, struct akt_error *e)
 {
     struct gen_self *s = self;
+    const int batch = h->batch;
     if (batch < 1)
         return akt_error_set(e, AKT_EINVAL, "generator", "batch must be positive, got %d", batch);
-    memset(out, 0, sizeof *out);
+    out->labels = NULL;
+    out->target = NULL;
     struct akt_tensor *u;
     if (s->method == GEN_QIMERA) {
         /* drawn every iteration, so the stream does not depend on p */
@@ -419,8 +431,7 @@ static float *state(void *self, int64_t *n)
                 .logit_loss = logit }
 
 static const struct akt_plugin plugins[] = {
-    {.abi = AKT_PLUGIN_ABI,
-     .size = sizeof(struct akt_plugin),
+    {AKT_PLUGIN_HEADER,
      .kind = AKT_PLUGIN_GENERATOR,
      .name = "gdfq",
      .summary = "GDFQ: conditional generator, CE + 0.1 BN-statistics loss",
@@ -428,9 +439,8 @@ static const struct akt_plugin plugins[] = {
      .n_params = N_PARAMS(gdfq_params),
      .create = gdfq_create,
      .destroy = destroy,
-     GEN_OPS(0, "kd")},
-    {.abi = AKT_PLUGIN_ABI,
-     .size = sizeof(struct akt_plugin),
+     GEN_OPS(0, AKT_LOGIT_KD)},
+    {AKT_PLUGIN_HEADER,
      .kind = AKT_PLUGIN_GENERATOR,
      .name = "qimera",
      .summary = "Qimera: GDFQ trunk with superposed class embeddings and soft targets",
@@ -438,9 +448,8 @@ static const struct akt_plugin plugins[] = {
      .n_params = N_PARAMS(qimera_params),
      .create = qimera_create,
      .destroy = destroy,
-     GEN_OPS(0, "kd")},
-    {.abi = AKT_PLUGIN_ABI,
-     .size = sizeof(struct akt_plugin),
+     GEN_OPS(0, AKT_LOGIT_KD)},
+    {AKT_PLUGIN_HEADER,
      .kind = AKT_PLUGIN_GENERATOR,
      .name = "adadfq",
      .summary = "AdaDFQ: GDFQ generator steered by teacher-student disagreement",
@@ -448,7 +457,7 @@ static const struct akt_plugin plugins[] = {
      .n_params = N_PARAMS(adadfq_params),
      .create = adadfq_create,
      .destroy = destroy,
-     GEN_OPS(1, "entropy")},
+     GEN_OPS(1, AKT_LOGIT_ENTROPY)},
 };
 
 AKT_PLUGIN_EXPORT const struct akt_plugin *akt_plugin_get(uint32_t index)

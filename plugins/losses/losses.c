@@ -1,5 +1,6 @@
 /* Student losses (SPEC 4): the logit losses of GDFQ/Qimera ("kd") and AdaDFQ
- * ("entropy"), and AKT's refined feature distillation on the 9 body outputs.
+ * ("entropy"), and AKT's refined feature distillation on the body outputs
+ * F_1..F_3n of a ResNet-(6n+2) (9 for ResNet-20, 27 for ResNet-56).
  *
  * One module, four descriptors sharing this code with a variant flag:
  *   logit    L = L_logit
@@ -20,12 +21,9 @@
  * Each map pair a_T, a_S gives KL(softmax(a_T/T_fd) || softmax(a_S/T_fd)),
  * summed over batch and elements (or divided by B: kl_reduction batchmean).
  *
- * The tempered KL is one fused op here (tempered_kl below) computed in double
- * from the maps themselves rather than akt_log_softmax/akt_softmax/akt_kl_div:
- * the tempered maps are nearly uniform (SPEC 7), so each float32
- * log-probability near -ln(1024) carries an absolute rounding error (~2e-7)
- * of the same order as the whole KL; double accumulation alone cannot undo
- * that. The same op serves the KD term (MEAN reduction).
+ * The maths (logit losses, attention maps, the double-precision tempered KL
+ * of SPEC 7, the "which maps" selection) is libakt's (akt/distill.h), shared
+ * with the runner's exported maps and any other plugin.
  *
  * Teacher tensors are detached: the loss never sends gradient to the teacher
  * (its outputs may carry grad buffers from the generator step).
@@ -39,9 +37,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "akt/distill.h"
 #include "akt/plugin.h"
 
 enum variant { V_LOGIT, V_SPATIAL, V_CHANNEL, V_AKT };
+/* values of the logit parameter */
 enum logit_kind { LOGIT_AUTO, LOGIT_KD, LOGIT_ENTROPY };
 
 /* Parameter table, in the order of struct akt_param_values. The logit
@@ -49,23 +49,29 @@ enum logit_kind { LOGIT_AUTO, LOGIT_KD, LOGIT_ENTROPY };
  * loss.lambda with loss: logit is an error instead of a silent no-op. */
 enum { P_LOGIT, P_T, P_LAMBDA, P_ALPHA, P_TFD, P_MAP_RED, P_KL_RED, P_MAPS, N_PARAMS };
 #define N_LOGIT_PARAMS (P_T + 1)
-#define ALL_MAPS ((1 << AKT_RESNET_BLOCKS) - 1)
 
 static const struct akt_param_def loss_params[N_PARAMS] = {
-    [P_LOGIT] = {"logit", AKT_PT_CHOICE, LOGIT_AUTO, 0, 0, "auto|kd|entropy",
-                 "logit loss: auto = the generator's method (GDFQ/Qimera kd, AdaDFQ entropy)"},
-    [P_T] = {"T", AKT_PT_FLOAT, 20, 0.01, 1000, NULL, "logit temperature"},
-    [P_LAMBDA] = {"lambda", AKT_PT_FLOAT, 1000, 0, 1e9, NULL,
-                  "weight of the feature KL (a factor of L_RFD)"},
-    [P_ALPHA] = {"alpha", AKT_PT_FLOAT, -1, -1, 1, NULL,
-                 "-1: L_logit + L_RFD (SPEC); 0..1: alpha*L_RFD + (1-alpha)*L_logit (paper)"},
-    [P_TFD] = {"T_fd", AKT_PT_FLOAT, 8, 0.01, 1000, NULL, "temperature of the attention maps"},
-    [P_MAP_RED] = {"map_reduction", AKT_PT_CHOICE, 0, 0, 0, "sum|mean",
-                   "combine the selected maps' KL by sum or mean"},
-    [P_KL_RED] = {"kl_reduction", AKT_PT_CHOICE, 0, 0, 0, "sum|batchmean",
-                  "KL over batch and elements: sum, or sum / B"},
-    [P_MAPS] = {"maps", AKT_PT_INT, ALL_MAPS, 1, ALL_MAPS, NULL,
-                "bitmask of body outputs used: bit i-1 = F_i (511 = all 9)"},
+    [P_LOGIT] = {.key = "logit", .type = AKT_PT_CHOICE, .def = LOGIT_AUTO,
+                 .choices = "auto|kd|entropy",
+                 .help = "logit loss: auto = the generator's method (GDFQ/Qimera kd, AdaDFQ "
+                         "entropy)"},
+    [P_T] = {.key = "T", .type = AKT_PT_FLOAT, .def = 20, .lo = 0.01, .hi = 1000,
+             .help = "logit temperature"},
+    [P_LAMBDA] = {.key = "lambda", .type = AKT_PT_FLOAT, .def = 1000, .lo = 0, .hi = 1e9,
+                  .help = "weight of the feature KL (a factor of L_RFD)"},
+    [P_ALPHA] = {.key = "alpha", .type = AKT_PT_FLOAT, .def = -1, .lo = -1, .hi = 1,
+                 .help = "-1: L_logit + L_RFD (SPEC); 0..1: alpha*L_RFD + (1-alpha)*L_logit "
+                         "(paper)"},
+    [P_TFD] = {.key = "T_fd", .type = AKT_PT_FLOAT, .def = 8, .lo = 0.01, .hi = 1000,
+               .help = "temperature of the attention maps"},
+    [P_MAP_RED] = {.key = "map_reduction", .type = AKT_PT_CHOICE, .def = 0, .choices = "sum|mean",
+                   .help = "combine the selected maps' KL by sum or mean"},
+    [P_KL_RED] = {.key = "kl_reduction", .type = AKT_PT_CHOICE, .def = 0,
+                  .choices = "sum|batchmean", .help = "KL over batch and elements: sum, or sum / B"},
+    [P_MAPS] = {.key = "maps", .type = AKT_PT_STRING, .def_text = "all",
+                .check = akt_feature_spec_check,
+                .help = "body outputs used: all, last_stage, stage1..3, stage_ends, or indices "
+                        "and ranges of F_i such as 1,5-9,27"},
 };
 
 struct loss {
@@ -76,175 +82,31 @@ struct loss {
     double lambda, alpha; /* kept in double for the metrics */
     int map_mean;
     enum akt_kl_reduction kl_red;
-    int maps;
+    int n_features;       /* of the teacher the plugin was made for */
+    unsigned char *maps;  /* [n_features]: 1 = F_{i+1} used */
 };
-
-/* ------------------------------------------------------- tempered KL --- */
-/* KL(softmax(a_T/T) || softmax(a_S/T)) per row of [R, M] maps, in double.
- * Rows are independent (one thread each when it pays); their KLs go to
- * row_kl and are summed serially, so the value does not depend on the thread
- * count. */
-#define TKL_PAR_MIN 32768
-
-static double lse_tempered(const float *a, int64_t m, double T)
-{
-    double mx = a[0] / T;
-    for (int64_t i = 1; i < m; i++)
-        if (a[i] / T > mx)
-            mx = a[i] / T;
-    double s = 0;
-    for (int64_t i = 0; i < m; i++)
-        s += exp(a[i] / T - mx);
-    return mx + log(s);
-}
-
-static double tkl_forward(double *row_kl, const float *as, const float *at, int64_t rows,
-                          int64_t m, double T)
-{
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (rows * m >= TKL_PAR_MIN)
-#endif
-    for (int64_t r = 0; r < rows; r++) {
-        const float *s = as + r * m, *t = at + r * m;
-        double ls = lse_tempered(s, m, T), lt = lse_tempered(t, m, T);
-        double acc = 0;
-        for (int64_t i = 0; i < m; i++) {
-            double lp = t[i] / T - lt;
-            acc += exp(lp) * (lp - (s[i] / T - ls));
-        }
-        row_kl[r] = acc;
-    }
-    double sum = 0;
-    for (int64_t r = 0; r < rows; r++)
-        sum += row_kl[r];
-    return sum;
-}
-
-/* d KL / d a_S = (q_S - p_T) / T, scaled by g / div; both probabilities in
- * double, so their near-cancelling difference keeps its digits. */
-static void tkl_backward(float *ds, const float *as, const float *at, int64_t rows, int64_t m,
-                         double T, double g)
-{
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (rows * m >= TKL_PAR_MIN)
-#endif
-    for (int64_t r = 0; r < rows; r++) {
-        const float *s = as + r * m, *t = at + r * m;
-        double ls = lse_tempered(s, m, T), lt = lse_tempered(t, m, T);
-        for (int64_t i = 0; i < m; i++) {
-            double d = exp(s[i] / T - ls) - exp(t[i] / T - lt);
-            ds[r * m + i] += (float)(g * d / T);
-        }
-    }
-}
-
-static double tkl_divisor(const struct akt_tensor *a, int red)
-{
-    return red == AKT_KL_SUM ? 1.0 : red == AKT_KL_BATCHMEAN ? (double)a->shape[0] : (double)a->n;
-}
-
-static void tkl_bw(struct akt_tape *t, const struct akt_node *n)
-{
-    (void)t;
-    const struct akt_tensor *as = n->in[0], *at = n->in[1];
-    int64_t rows = as->shape[0];
-    tkl_backward(as->grad, as->data, at->data, rows, as->n / rows, n->fp[0],
-                 (double)n->out->grad[0] / tkl_divisor(as, n->ip[0]));
-}
-
-/* Rows are dim 0 of a_S/a_T (same shape, a_T without gradient); the
- * softmax runs over the rest. *value gets the reduced KL in double. */
-static struct akt_tensor *tempered_kl(struct akt_tape *t, struct akt_tensor *as,
-                                      struct akt_tensor *at, float T, enum akt_kl_reduction red,
-                                      double *value)
-{
-    AKT_ASSERT(akt_tensor_same_shape(as, at) && as->n > 0 && !at->requires_grad && T > 0);
-    int64_t rows = as->shape[0];
-    double *row_kl = akt_tape_alloc(t, (size_t)rows * sizeof(double));
-    *value = tkl_forward(row_kl, as->data, at->data, rows, as->n / rows, T) / tkl_divisor(as, red);
-    struct akt_tensor *out = akt_tensor_newv(t, 0, 1, 1);
-    out->data[0] = (float)*value;
-    /* only a_S is an input of the record: a_T is a constant */
-    struct akt_node *nd = akt_tape_push(t, tkl_bw, "tempered_kl", out, as, NULL, NULL, NULL);
-    if (nd) {
-        nd->in[1] = at;
-        nd->ip[0] = (int)red;
-        nd->fp[0] = T;
-    }
-    return out;
-}
 
 /* ------------------------------------------------------------ logit --- */
 static struct akt_tensor *logit_loss(const struct loss *L, struct akt_tape *t,
                                      const struct akt_loss_input *in, double *value,
                                      struct akt_error *e)
 {
-    struct akt_tensor *zs = in->student->logits;
-    struct akt_tensor *zt = in->teacher->logits;
-    if (!zs || !zt || zs->ndim != 2 || !akt_tensor_same_shape(zs, zt)) {
-        akt_error_set(e, AKT_ESHAPE, L->name,
-                      "teacher and student logits must both be [B,C] of the same shape");
-        return NULL;
-    }
-    zt = akt_detach(t, zt);
-    enum logit_kind k = L->logit;
-    if (k == LOGIT_AUTO) {
-        const char *g = in->generator_logit_loss;
-        k = !g ? LOGIT_AUTO : !strcmp(g, "kd") ? LOGIT_KD : !strcmp(g, "entropy") ? LOGIT_ENTROPY
-                                                                                    : LOGIT_AUTO;
-        if (k == LOGIT_AUTO) {
-            akt_error_set(e, AKT_EINVAL, L->name, "logit=auto, but the generator's logit loss "
-                          "is '%s' (expected kd or entropy)", g ? g : "(none)");
-            return NULL;
-        }
-    }
-    double T2 = (double)L->T * L->T;
-    if (k == LOGIT_ENTROPY) {
-        struct akt_tensor *h = akt_entropy(t, akt_sub(t, zt, zs), L->T);
-        struct akt_tensor *out = akt_scale(t, akt_mean(t, h, 0, 1), (float)-T2, 0);
-        *value = out->data[0];
-        return out;
-    }
-    /* kd: the legacy 1/(B*C) "mean" reduction the published numbers use */
-    double kl;
-    struct akt_tensor *kd = akt_scale(t, tempered_kl(t, zs, zt, L->T, AKT_KL_MEAN, &kl),
-                                      (float)T2, 0);
-    struct akt_tensor *ce;
-    if (in->target) {
-        if (!akt_tensor_same_shape(in->target, zs)) {
-            akt_error_set(e, AKT_ESHAPE, L->name, "soft targets must be [B,C] like the logits");
-            return NULL;
-        }
-        /* the op reads the target only; it is never written */
-        ce = akt_cross_entropy_soft(t, zs, (struct akt_tensor *)in->target);
-    } else {
-        if (!in->labels) {
-            akt_error_set(e, AKT_EINVAL, L->name, "kd needs labels or soft targets");
-            return NULL;
-        }
-        ce = akt_cross_entropy(t, zs, in->labels);
-    }
-    *value = T2 * kl + ce->data[0];
-    return akt_add(t, kd, ce);
+    enum akt_logit_loss k = L->logit == LOGIT_AUTO ? in->generator_logit_loss
+                            : L->logit == LOGIT_KD ? AKT_LOGIT_KD
+                                                   : AKT_LOGIT_ENTROPY;
+    struct akt_tensor *out = akt_logit_loss(t, k, in->student->logits, in->teacher->logits,
+                                            in->labels, in->target, L->T, value, e);
+    if (!out && e) /* name the plugin as the place, keep the reason */
+        snprintf(e->where, sizeof e->where, "%s", L->name);
+    return out;
 }
 
 /* ---------------------------------------------------------- features --- */
-/* n_b(p) = mean_c F^2, L2-normalised over positions: [B,C,H,W] -> [B,H,W] */
-static struct akt_tensor *spatial_map(struct akt_tape *t, struct akt_tensor *sq)
-{
-    return akt_l2_normalize(t, akt_mean(t, sq, 1, 2), 1, 3, 1e-12f);
-}
-
-/* softmax_c(mean_p F^2): [B,C,H,W] -> [B,C] */
-static struct akt_tensor *channel_map(struct akt_tape *t, struct akt_tensor *sq)
-{
-    return akt_softmax(t, akt_mean(t, sq, 2, 4), 1, 2, 1.0f);
-}
-
 static int check_feature(const struct loss *L, const struct akt_loss_input *in, int i,
                          struct akt_error *e)
 {
-    const struct akt_tensor *ft = in->teacher->features[i], *fs = in->student->features[i];
+    const struct akt_tensor *ft = in->teacher->features ? in->teacher->features[i] : NULL;
+    const struct akt_tensor *fs = in->student->features ? in->student->features[i] : NULL;
     if (!ft || !fs)
         return akt_error_set(e, AKT_EINVAL, L->name, "body output F%d is missing (the host must "
                              "keep features when needs_features is set)", i + 1);
@@ -265,9 +127,17 @@ static struct akt_tensor *loss_compute(void *self, const struct akt_host *h, str
 {
     const struct loss *L = self;
     /* refuse before computing anything, so no metric is half reported */
-    for (int i = 0; i < AKT_RESNET_BLOCKS; i++)
-        if ((L->maps >> i & 1) && check_feature(L, in, i, e))
+    if (L->variant != V_LOGIT) {
+        if (in->teacher->n_features != L->n_features || in->student->n_features != L->n_features) {
+            akt_error_set(e, AKT_ESHAPE, L->name, "the networks have %d and %d body outputs, "
+                          "the loss was made for %d", in->teacher->n_features,
+                          in->student->n_features, L->n_features);
             return NULL;
+        }
+        for (int i = 0; i < L->n_features; i++)
+            if (L->maps[i] && check_feature(L, in, i, e))
+                return NULL;
+    }
     double v_logit;
     struct akt_tensor *logit = logit_loss(L, t, in, &v_logit, e);
     if (!logit)
@@ -283,21 +153,21 @@ static struct akt_tensor *loss_compute(void *self, const struct akt_host *h, str
     struct akt_tensor *sp = NULL, *ch = NULL;
     double v_sp = 0, v_ch = 0, v;
     int n_maps = 0;
-    for (int i = 0; i < AKT_RESNET_BLOCKS; i++) {
-        if (!(L->maps >> i & 1))
+    for (int i = 0; i < L->n_features; i++) {
+        if (!L->maps[i])
             continue;
         n_maps++;
-        /* the squares feed both maps, so compute them once */
-        struct akt_tensor *sq_s = akt_square(t, in->student->features[i]);
-        struct akt_tensor *sq_t = akt_square(t, akt_detach(t, in->teacher->features[i]));
+        struct akt_tensor *sp_s, *ch_s, *sp_t, *ch_t;
+        akt_attention_maps(t, in->student->features[i], do_sp ? &sp_s : NULL,
+                           do_ch ? &ch_s : NULL);
+        akt_attention_maps(t, akt_detach(t, in->teacher->features[i]), do_sp ? &sp_t : NULL,
+                           do_ch ? &ch_t : NULL);
         if (do_sp) {
-            sp = acc_add(t, sp, tempered_kl(t, spatial_map(t, sq_s), spatial_map(t, sq_t),
-                                            L->T_fd, L->kl_red, &v));
+            sp = acc_add(t, sp, akt_tempered_kl(t, sp_s, sp_t, L->T_fd, L->kl_red, &v));
             v_sp += v;
         }
         if (do_ch) {
-            ch = acc_add(t, ch, tempered_kl(t, channel_map(t, sq_s), channel_map(t, sq_t),
-                                            L->T_fd, L->kl_red, &v));
+            ch = acc_add(t, ch, akt_tempered_kl(t, ch_s, ch_t, L->T_fd, L->kl_red, &v));
             v_ch += v;
         }
     }
@@ -320,7 +190,8 @@ static struct akt_tensor *loss_compute(void *self, const struct akt_host *h, str
 static const char *const variant_names[] = {"loss logit", "loss spatial", "loss channel",
                                             "loss akt"};
 
-static void *loss_create(enum variant var, const struct akt_param_values *v, struct akt_error *e)
+static void *loss_create(enum variant var, const struct akt_host *h,
+                         const struct akt_param_values *v, struct akt_error *e)
 {
     AKT_ASSERT(v->n == (var == V_LOGIT ? N_LOGIT_PARAMS : N_PARAMS));
     struct loss *L = calloc(1, sizeof *L);
@@ -335,18 +206,34 @@ static void *loss_create(enum variant var, const struct akt_param_values *v, str
     /* defaults for the logit variant, whose table stops after T */
     L->lambda = 0;
     L->alpha = -1;
-    L->maps = 0;
     if (var != V_LOGIT) {
         L->lambda = v->v[P_LAMBDA];
         L->alpha = v->v[P_ALPHA];
         L->T_fd = (float)v->v[P_TFD];
         L->map_mean = v->v[P_MAP_RED] != 0;
         L->kl_red = v->v[P_KL_RED] != 0 ? AKT_KL_BATCHMEAN : AKT_KL_SUM;
-        L->maps = (int)v->v[P_MAPS];
         /* the range check admits -1..1; only -1 means "off" */
         if (L->alpha < 0 && L->alpha != -1) {
             akt_error_set(e, AKT_EINVAL, "loss.alpha", "%g: use -1 (additive form, the "
                           "default) or a weight in [0, 1]", L->alpha);
+            free(L);
+            return NULL;
+        }
+        /* the selection needs the depth: resolved against the teacher */
+        if (!h->teacher) {
+            akt_error_set(e, AKT_EINVAL, L->name, "the host lends no teacher network");
+            free(L);
+            return NULL;
+        }
+        L->n_features = h->teacher->n_features;
+        L->maps = calloc((size_t)L->n_features, 1);
+        if (!L->maps) {
+            akt_error_set(e, AKT_ENOMEM, L->name, "out of memory");
+            free(L);
+            return NULL;
+        }
+        if (akt_feature_select(v->text[P_MAPS], h->teacher, L->maps, "loss.maps", e) < 0) {
+            free(L->maps);
             free(L);
             return NULL;
         }
@@ -356,15 +243,17 @@ static void *loss_create(enum variant var, const struct akt_param_values *v, str
 
 static void loss_destroy(void *self)
 {
-    free(self);
+    struct loss *L = self;
+    if (L)
+        free(L->maps);
+    free(L);
 }
 
 #define CREATE_FN(fn, var)                                                                   \
     static void *fn(const struct akt_host *h, const struct akt_param_values *v,              \
                     struct akt_error *e)                                                     \
     {                                                                                        \
-        (void)h;                                                                             \
-        return loss_create(var, v, e);                                                       \
+        return loss_create(var, h, v, e);                                                    \
     }
 CREATE_FN(create_logit, V_LOGIT)
 CREATE_FN(create_spatial, V_SPATIAL)
@@ -373,7 +262,7 @@ CREATE_FN(create_akt, V_AKT)
 
 #define DESCRIPTOR(nm, cname, np, feats, sum)                                               \
     {                                                                                        \
-        .abi = AKT_PLUGIN_ABI, .size = sizeof(struct akt_plugin), .kind = AKT_PLUGIN_LOSS,  \
+        AKT_PLUGIN_HEADER, .kind = AKT_PLUGIN_LOSS,                                          \
         .name = nm, .summary = sum, .params = loss_params, .n_params = np,  \
         .create = cname, .destroy = loss_destroy,                                           \
         .ops.loss = {.compute = loss_compute, .needs_features = feats},                     \

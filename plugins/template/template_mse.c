@@ -115,7 +115,8 @@ static struct akt_tensor *tm_compute(void *self, const struct akt_host *h, struc
     else
         r = akt_scale(t, akt_sum(t, sq, 0, 2), 1.0f / (float)sq->shape[0], 0);
 
-    /* Schedules read the host's position; h->epoch counts from 0. */
+    /* Schedules read the host's position; h->epoch counts from 0. The
+     * batch of this call is h->batch (here equal to zs->shape[0]). */
     double ramp = s->warmup > 0 ? fmin(1.0, (h->epoch + 1.0) / (s->warmup + 1.0)) : 1.0;
     struct akt_tensor *loss = akt_scale(t, r, (float)(s->weight * ramp), 0);
 
@@ -127,10 +128,10 @@ static struct akt_tensor *tm_compute(void *self, const struct akt_host *h, struc
 
 /* ------------------------------------------------------------------ 4. --
  * The descriptor: what the loader checks (abi, size, kind, name, create,
- * destroy, ops, the parameter table) and registers. */
+ * destroy, ops, the parameter table) and registers. A plugin built for
+ * another ABI is refused with both numbers named: rebuild it. */
 static const struct akt_plugin descriptor = {
-    .abi = AKT_PLUGIN_ABI,
-    .size = sizeof(struct akt_plugin),
+    AKT_PLUGIN_HEADER, /* abi, size and param_size: what the loader checks first */
     .kind = AKT_PLUGIN_LOSS,
     .name = "template_mse",
     .summary = "weighted mean squared error between student and teacher logits (template)",

@@ -2,6 +2,7 @@
  * is a sound loss descriptor with exactly one thing wrong, selected by
  * -DBROKEN_<defect>, so each loader refusal has a file that triggers it. */
 #include <stddef.h>
+#include <stdio.h>
 
 #include "akt/plugin.h"
 
@@ -17,11 +18,21 @@ static struct akt_tensor *compute(void *self, const struct akt_host *h, struct a
     (void)self, (void)h, (void)t, (void)in, (void)e;
     return NULL;
 }
-static int sample(void *self, const struct akt_host *h, struct akt_tape *t, int batch,
+static int sample(void *self, const struct akt_host *h, struct akt_tape *t,
                   struct akt_gen_batch *out, struct akt_error *e)
 {
-    (void)self, (void)h, (void)t, (void)batch, (void)out, (void)e;
+    (void)self, (void)h, (void)t, (void)out, (void)e;
     return 0;
+}
+static void update(void *self, const struct akt_host *h, float lr)
+{
+    (void)self, (void)h, (void)lr;
+}
+static int bad_text(const char *text, char *why, size_t n)
+{
+    (void)text;
+    snprintf(why, n, "nothing is accepted");
+    return -1;
 }
 static struct akt_tensor *gen_loss(void *self, const struct akt_host *h, struct akt_tape *t,
                                    const struct akt_gen_batch *b, const struct akt_resnet_out *te,
@@ -52,6 +63,9 @@ static const struct akt_param_def params[] = {
     {.key = "mode", .type = AKT_PT_CHOICE, .def = 3, .choices = "a|b|c", .help = "no 4th"},
 #elif defined(BROKEN_DUP_KEY)
     {.key = "lambda", .type = AKT_PT_FLOAT, .def = 0, .lo = 0, .hi = 1, .help = "again"},
+#elif defined(BROKEN_STRING_DEFAULT)
+    {.key = "which", .type = AKT_PT_STRING, .def_text = "all", .check = bad_text,
+     .help = "a default its own check refuses"},
 #endif
 };
 
@@ -72,9 +86,14 @@ static const struct akt_plugin plugin = {
 #else
     .size = sizeof(struct akt_plugin),
 #endif
+#ifdef BROKEN_PARAM_SIZE
+    .param_size = 0, /* as if the descriptor did not start with AKT_PLUGIN_HEADER */
+#else
+    .param_size = sizeof(struct akt_param_def),
+#endif
 #if defined(BROKEN_KIND)
     .kind = (enum akt_plugin_kind)3,
-#elif defined(BROKEN_GEN_OPS)
+#elif defined(BROKEN_GEN_OPS) || defined(BROKEN_LOGIT)
     .kind = AKT_PLUGIN_GENERATOR,
 #else
     .kind = AKT_PLUGIN_LOSS,
@@ -92,8 +111,11 @@ static const struct akt_plugin plugin = {
     .destroy = destroy,
 #endif
 #if defined(BROKEN_GEN_OPS)
-    /* no update */
-    .ops.gen = {.sample = sample, .loss = gen_loss, .state = state, .logit_loss = "kd"},
+    /* an optimizer step but no loss to differentiate */
+    .ops.gen = {.sample = sample, .update = update, .state = state},
+#elif defined(BROKEN_LOGIT)
+    .ops.gen = {.sample = sample, .loss = gen_loss, .update = update, .state = state,
+                .logit_loss = (enum akt_logit_loss)5},
 #elif !defined(BROKEN_NO_OPS)
     .ops.loss = {.compute = compute},
 #endif
@@ -103,5 +125,6 @@ AKT_PLUGIN_EXPORT const struct akt_plugin *akt_plugin_get(uint32_t index)
 {
     /* each variant leaves some of these out; keeps -Wunused quiet */
     (void)create, (void)destroy, (void)sample, (void)gen_loss, (void)state, (void)compute;
+    (void)update, (void)bad_text;
     return index == 0 ? &plugin : NULL;
 }

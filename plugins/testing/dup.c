@@ -16,7 +16,7 @@ static struct akt_tensor *compute(void *self, const struct akt_host *h, struct a
 }
 
 static const struct akt_plugin plugin = {
-    .abi = AKT_PLUGIN_ABI, .size = sizeof(struct akt_plugin), .kind = AKT_PLUGIN_LOSS,
+    AKT_PLUGIN_HEADER, .kind = AKT_PLUGIN_LOSS,
     .name = "test_dup", .summary = "same name in two files",
     .create = create, .destroy = destroy, .ops.loss = {.compute = compute},
 };

@@ -20,10 +20,10 @@ static void *create(const struct akt_host *h, const struct akt_param_values *v, 
 }
 static void destroy(void *self) { (void)self; }
 
-static int sample(void *self, const struct akt_host *h, struct akt_tape *t, int batch,
+static int sample(void *self, const struct akt_host *h, struct akt_tape *t,
                   struct akt_gen_batch *out, struct akt_error *e)
 {
-    (void)self, (void)h, (void)t, (void)batch, (void)out;
+    (void)self, (void)h, (void)t, (void)out;
     return akt_error_set(e, AKT_EINVAL, "test_same", "not a real generator");
 }
 static struct akt_tensor *gen_loss(void *self, const struct akt_host *h, struct akt_tape *t,
@@ -48,13 +48,13 @@ static struct akt_tensor *compute(void *self, const struct akt_host *h, struct a
 }
 
 static const struct akt_plugin plugins[] = {
-    {.abi = AKT_PLUGIN_ABI, .size = sizeof(struct akt_plugin), .kind = AKT_PLUGIN_GENERATOR,
+    {AKT_PLUGIN_HEADER, .kind = AKT_PLUGIN_GENERATOR,
      .name = "test_same", .summary = "test generator", .params = gen_params, .n_params = 2,
      .create = create, .destroy = destroy,
-     /* logit_loss left NULL: the loader supplies "kd" */
+     /* logit_loss left 0: AKT_LOGIT_KD */
      .ops.gen = {.sample = sample, .loss = gen_loss, .update = update, .state = state,
                  .lr = 1e-3f}},
-    {.abi = AKT_PLUGIN_ABI, .size = sizeof(struct akt_plugin), .kind = AKT_PLUGIN_LOSS,
+    {AKT_PLUGIN_HEADER, .kind = AKT_PLUGIN_LOSS,
      .name = "test_same", .summary = NULL, .create = create, .destroy = destroy,
      .ops.loss = {.compute = compute}},
 };

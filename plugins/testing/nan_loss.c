@@ -6,8 +6,10 @@
 #include "akt/plugin.h"
 
 static const struct akt_param_def params[] = {
-    {"epoch", AKT_PT_INT, 1, 0, 100000, NULL, "first epoch that returns NaN"},
-    {"iter", AKT_PT_INT, 1, 0, 100000, NULL, "first iteration (in that epoch) that returns NaN"},
+    {.key = "epoch", .type = AKT_PT_INT, .def = 1, .lo = 0, .hi = 100000,
+     .help = "first epoch that returns NaN"},
+    {.key = "iter", .type = AKT_PT_INT, .def = 1, .lo = 0, .hi = 100000,
+     .help = "first iteration (in that epoch) that returns NaN"},
 };
 
 struct nan_loss {
@@ -36,7 +38,7 @@ static struct akt_tensor *compute(void *self, const struct akt_host *h, struct a
 }
 
 static const struct akt_plugin plugin = {
-    .abi = AKT_PLUGIN_ABI, .size = sizeof(struct akt_plugin), .kind = AKT_PLUGIN_LOSS,
+    AKT_PLUGIN_HEADER, .kind = AKT_PLUGIN_LOSS,
     .name = "test_nan", .summary = "cross-entropy that turns NaN at epoch/iter (tests only)",
     .params = params, .n_params = 2,
     .create = create, .destroy = destroy, .ops.loss = {.compute = compute},

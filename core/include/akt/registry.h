@@ -30,8 +30,18 @@ void akt_registry_init(struct akt_registry *r);
 int akt_registry_load_file(struct akt_registry *r, const char *path, struct akt_error *e);
 /* Every *.so in dir, in name order (deterministic). */
 int akt_registry_load_dir(struct akt_registry *r, const char *dir, struct akt_error *e);
-/* $AKT_PLUGIN_PATH (colon-separated folders) if set, else the build and
- * install folders compiled in (AKT_PLUGIN_DIRS); missing folders skipped. */
+/* The plugin search path, in order: the folders in dirs (each may be a
+ * colon-separated list; `--plugin-dir`), then those of $AKT_PLUGIN_PATH
+ * (colon-separated), then the build and install folders compiled in
+ * (AKT_PLUGIN_DIRS). User folders add to the built-in ones, never replace
+ * them. A file name an earlier folder already provided is skipped (as PATH
+ * does: a user's build of akt_losses.so shadows the installed one); a
+ * plugin name already registered from another file is an error naming both.
+ * A user folder that does not exist is an error; a missing built-in folder
+ * (the install folder before `meson install`) is skipped. */
+int akt_registry_load_search_path(struct akt_registry *r, const char *const *dirs, int n_dirs,
+                                  struct akt_error *e);
+/* akt_registry_load_search_path without --plugin-dir folders. */
 int akt_registry_load_default(struct akt_registry *r, struct akt_error *e);
 const struct akt_plugin *akt_registry_find(const struct akt_registry *r, enum akt_plugin_kind kind,
                                            const char *name);
@@ -40,7 +50,8 @@ void akt_registry_free(struct akt_registry *r);
 /* Parameter values: defaults, then validated assignments from text. */
 void akt_params_defaults(const struct akt_plugin *p, struct akt_param_values *v);
 int akt_params_find(const struct akt_plugin *p, const char *key); /* index or -1 */
-/* Parses value for key (numbers, true/false/1/0, or a choice name); where is
+/* Parses value for key (numbers, true/false/yes/no/1/0 in any case, a choice
+ * name, or text for STRING, checked by the parameter's check hook); where is
  * prefixed to errors, e.g. "--set loss.lambda" or "exp.yaml:12:5 loss.lambda".
  * Unknown key (listing the valid ones), wrong type, out of range, unknown
  * choice (listing the choices) are errors. */

@@ -121,9 +121,9 @@ struct akt_hessian_opts {
 void akt_hessian_opts_defaults(struct akt_hessian_opts *o);
 
 struct akt_hessian_result {
-    int n_layers;                               /* trainable arrays of the student */
-    char layer[AKT_RESNET_MAX_PARAMS][48];      /* their state_dict names */
-    double trace_layer[AKT_RESNET_MAX_PARAMS];  /* trace of each diagonal block */
+    int n_layers;                /* trainable arrays of the student */
+    char (*layer)[48];           /* [n_layers] their state_dict names (heap) */
+    double *trace_layer;         /* [n_layers] trace of each diagonal block (heap) */
     double trace_total;
     int probes, batch, checkpoint_epoch;
     double eps;
@@ -137,10 +137,13 @@ struct akt_hessian_result {
  * detached teacher outputs, as the student step of akt_run_train, range
  * trackers frozen) w.r.t. the student's trainable arrays, per array and in
  * total. Writes /runs/<id>/analysis/hessian (results/README.md) and fills
- * res. Deterministic: the same options give bit-identical numbers. */
+ * res (release with akt_hessian_result_free; res is overwritten, so free a
+ * previous result first). Deterministic: the same
+ * options give bit-identical numbers. */
 int akt_run_hessian(const char *path, const char *id, const struct akt_registry *reg,
                     const struct akt_hessian_opts *o, struct akt_hessian_result *res,
                     struct akt_error *e);
+void akt_hessian_result_free(struct akt_hessian_result *res);
 
 #ifdef __cplusplus
 }

@@ -1,6 +1,7 @@
 /* The fake-quantized student (SPEC 1-2): a copy of the teacher whose conv and
- * FC weights are quantized per output channel and whose 19 ReLU outputs pass
- * k-bit activation quantizers with range trackers. */
+ * FC weights are quantized per output channel and whose ReLU outputs (19 in
+ * ResNet-20, 55 in ResNet-56: net.n_acts) pass k-bit activation quantizers
+ * with range trackers. */
 #ifndef AKT_STUDENT_H
 #define AKT_STUDENT_H
 
@@ -15,6 +16,18 @@ extern "C" {
  * q = clamp(rint(s*x - zp), -2^(k-1), 2^(k-1)-1); out = (q + zp)/s.
  * Backward: straight through (dx = dout), no gradient to lo/hi. */
 float akt_fake_quant_scalar(float x, float lo, float hi, int bits);
+
+/* The quantizer's parameters for a range (SPEC 2), computed one way for the
+ * fake quantizer, the exported integer weights and any plugin:
+ * scale = (2^k-1)/max(hi-lo, 1e-8), zero_point = rint(scale*lo) + 2^(k-1),
+ * levels qmin = -2^(k-1) .. qmax = 2^(k-1)-1. bits in 2..8. */
+struct akt_qparams {
+    float scale, zero_point, qmin, qmax;
+};
+struct akt_qparams akt_quant_params(float lo, float hi, int bits);
+/* The integer level of x: clamp(rint(scale*x - zero_point), qmin, qmax) (a
+ * NaN stays NaN); x is then represented as (q + zero_point) / scale. */
+float akt_quant_level(float x, struct akt_qparams p);
 /* per tensor, explicit range */
 struct akt_tensor *akt_fake_quant(struct akt_tape *t, struct akt_tensor *x, float lo, float hi,
                                   int bits);
@@ -40,7 +53,8 @@ struct akt_student {
     int first_last_8bit;         /* option: stem conv and FC at 8 bits */
     enum akt_range_ema ema;
     int tracking;                /* 1: activation forwards update the trackers */
-    struct akt_range act[AKT_RESNET_ACTS];
+    int n_acts;                  /* = net.n_acts */
+    struct akt_range *act;       /* [n_acts], forward order of the ReLUs */
     struct akt_quant_hooks hooks; /* pass as akt_resnet_opts.quant */
 };
 

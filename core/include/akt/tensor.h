@@ -187,6 +187,14 @@ enum akt_kl_reduction {
  * p == 0 count 0. Accumulated in double (SPEC 7). Gradients to both. */
 struct akt_tensor *akt_kl_div(struct akt_tape *t, struct akt_tensor *log_q, struct akt_tensor *p,
                               enum akt_kl_reduction red);
+/* KL(softmax(a_T/T) || softmax(a_S/T)) per row (dim 0) of a_S and a_T (same
+ * shape, the softmax over the other dims), reduced over rows as red says;
+ * a_T is a constant (no gradient), a_S gets one. Computed in double from the
+ * maps themselves (SPEC 7): the value in double goes to *value (may be NULL),
+ * the returned scalar holds it rounded to float. */
+struct akt_tensor *akt_tempered_kl(struct akt_tape *t, struct akt_tensor *a_s,
+                                   struct akt_tensor *a_t, float T, enum akt_kl_reduction red,
+                                   double *value);
 /* Entropy of softmax(z/T) over the last axis: z [B,C] -> [B]. */
 struct akt_tensor *akt_entropy(struct akt_tape *t, struct akt_tensor *z, float T);
 
