@@ -22,34 +22,7 @@ skip() { echo "1..0 # SKIP $*"; exit 0; }
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/akt_report_tool.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT
 
-results=()
-failed=0
-report() { # report DESC [REASON...]: ok when no reason is given
-    local desc=$1
-    shift
-    local i=$((${#results[@]} + 1))
-    if [ $# -eq 0 ]; then
-        results+=("ok $i - $desc")
-        return
-    fi
-    failed=$((failed + 1))
-    local line="not ok $i - $desc"
-    for r in "$@"; do line+=$'\n'"#   $r"; done
-    line+=$'\n'"#   command: ${last_cmd}"
-    while IFS= read -r l; do line+=$'\n'"#   stderr: $l"; done < <(tail -n 10 "$tmp/err")
-    results+=("$line")
-}
-run() { # run CMD...: stdout, stderr and status into $tmp/out, $tmp/err, $rc
-    last_cmd="$*"
-    timeout 600 "$@" >"$tmp/out" 2>"$tmp/err"
-    rc=$?
-}
-finish() {
-    echo "1..${#results[@]}"
-    printf '%s\n' "${results[@]}"
-    [ "$failed" -eq 0 ]
-    exit
-}
+. "$(dirname "$0")/tap.sh"
 
 cat >"$tmp/tiny.yaml" <<'EOF'
 name: tiny

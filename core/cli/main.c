@@ -32,8 +32,8 @@ static void set_omp_wait_policy(char **argv)
 static const char *USAGE =
     "usage: akt <command> [options]\n"
     "\n"
-    "Zero-shot quantization lab: ResNet-20 teachers, fake-quantized students,\n"
-    "generator and loss plugins.\n"
+    "Zero-shot quantization lab: CIFAR ResNet teachers of any depth, fake-quantized\n"
+    "students, generator and loss plugins.\n"
     "\n"
     "commands:\n"
     "  train   one zero-shot quantization run (generator + loss plugins)\n"
@@ -41,7 +41,9 @@ static const char *USAGE =
     "  merge   merge results files (e.g. the shards of 'akt run --shard') into one\n"
     "  plugins list the generator and loss plugins and their parameters\n"
     "  hessian Hessian trace of a stored run's student loss (per layer and total)\n"
-    "  eval    top-1/top-5 accuracy of a teacher on a CIFAR binary file\n"
+    "  export  a finished run's quantized student as ONNX (QDQ) or for PyTorch\n"
+    "  eval    top-1/top-5 accuracy of a teacher, or of a finished run's student\n"
+    "          (--student), on a CIFAR binary file\n"
     "  bench   speed of ResNet-20 forward and training steps\n"
     "  bench-zsq  time per iteration of the zero-shot training loop\n"
     "\n"
@@ -133,6 +135,8 @@ int main(int argc, char **argv)
         return akt_cmd_plugins(argc - 1, argv + 1);
     if (!strcmp(cmd, "hessian"))
         return akt_cmd_hessian(argc - 1, argv + 1);
+    if (!strcmp(cmd, "export"))
+        return akt_cmd_export(argc - 1, argv + 1);
     fprintf(stderr, "akt: error: unknown command '%s' (see 'akt --help')\n", cmd);
     return 2;
 }

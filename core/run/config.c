@@ -2,6 +2,8 @@
  * YAML experiments, and the YAML dump stored with every result. */
 #include "akt/run.h"
 
+#include <yaml.h>
+
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -320,4 +322,45 @@ char *akt_run_config_yaml(const struct akt_run_config *c, const struct akt_plugi
               c->range_ema == AKT_EMA_PLAIN ? "plain" : "as_coded", c->eval_batch);
     sb_printf(&b, "eval_limit: %d\n", c->eval_limit);
     return b.s;
+}
+
+/* ----------------------------------------------------- YAML lookup --- */
+int akt_config_text_get(const char *text, const char *key, char *buf, size_t n)
+{
+    yaml_parser_t p;
+    if (!text || !key || !buf || !n || !yaml_parser_initialize(&p))
+        return -1;
+    yaml_parser_set_input_string(&p, (const unsigned char *)text, strlen(text));
+    /* a flat mapping: at depth 1, keys and values alternate */
+    int depth = 0, is_key = 1, found = 0, rc = -1;
+    for (;;) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&p, &ev))
+            break;
+        int done = ev.type == YAML_STREAM_END_EVENT;
+        if (ev.type == YAML_MAPPING_START_EVENT || ev.type == YAML_SEQUENCE_START_EVENT) {
+            if (depth == 1 && !is_key && found) /* the key holds a collection */
+                done = 1;
+            depth++;
+        } else if (ev.type == YAML_MAPPING_END_EVENT || ev.type == YAML_SEQUENCE_END_EVENT) {
+            depth--;
+            if (depth == 1)
+                is_key = 1;
+        } else if (ev.type == YAML_SCALAR_EVENT && depth == 1) {
+            const char *v = (const char *)ev.data.scalar.value;
+            if (is_key) {
+                found = !strcmp(v, key);
+            } else if (found) {
+                snprintf(buf, n, "%s", v);
+                rc = 0;
+                done = 1;
+            }
+            is_key = !is_key;
+        }
+        yaml_event_delete(&ev);
+        if (done)
+            break;
+    }
+    yaml_parser_delete(&p);
+    return rc;
 }

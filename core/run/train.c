@@ -477,10 +477,43 @@ static int write_quantized_weights(struct akt_results *out, const char *id, stru
     return rc;
 }
 
+/* The student as trained, every state_dict key in float32, and what rebuilds
+ * it without the teacher file (`akt eval --student`, `akt export`):
+ * tensors/student/<key>, input_mean, input_std and the group's attributes
+ * depth, num_classes, shortcut, bn_eps, wbits, abits, first_last_8bit. */
+static int write_student(struct akt_results *out, const char *id, const struct run *r,
+                         struct akt_error *e)
+{
+    const struct akt_student *st = &r->student;
+    const struct akt_resnet *n = &st->net;
+    const char *grp = "tensors/student";
+    int rc = 0;
+    for (int i = 0; i < n->n_params && !rc; i++) {
+        const struct akt_param *p = &n->params[i];
+        rc = akt_results_write_tensor(out, id, grp, p->name, n->values + p->offset, p->ndim,
+                                      p->shape, e);
+    }
+    if (!rc)
+        rc = akt_results_write_tensor(out, id, grp, "input_mean", n->mean, 1, (int[]){3}, e);
+    if (!rc)
+        rc = akt_results_write_tensor(out, id, grp, "input_std", n->std, 1, (int[]){3}, e);
+    struct { const char *name; double v; } a[] = {
+        {"depth", n->depth}, {"num_classes", n->num_classes}, {"bn_eps", n->bn_eps},
+        {"wbits", st->wbits}, {"abits", st->abits}, {"first_last_8bit", st->first_last_8bit}};
+    for (size_t i = 0; i < sizeof a / sizeof a[0] && !rc; i++)
+        rc = akt_results_set_group_attr(out, id, grp, a[i].name, a[i].v, e);
+    if (!rc)
+        rc = akt_results_set_group_attr_str(out, id, grp, "shortcut",
+                                            n->shortcut == AKT_SHORTCUT_PAD ? "pad" : "conv1x1", e);
+    return rc;
+}
+
 static int write_final_tensors(struct akt_results *out, const char *id, struct run *r,
                                struct akt_error *e)
 {
     int rc = write_quantized_weights(out, id, r, e);
+    if (!rc)
+        rc = write_student(out, id, r, e);
     if (rc)
         return rc;
     const int na = r->student.n_acts;

@@ -54,6 +54,10 @@ int akt_run_config_set(struct akt_run_config *c, const struct akt_registry *reg,
 /* Checks ranges and resolves the plugins; call before akt_run_train. */
 int akt_run_config_check(const struct akt_run_config *c, const struct akt_registry *reg,
                          struct akt_error *e);
+/* The value of a top-level key of a stored configuration (YAML text, as
+ * akt_run_config_yaml writes it), unquoted, into buf: 0, or -1 when the text
+ * is not a YAML mapping or has no such scalar key. */
+int akt_config_text_get(const char *yaml, const char *key, char *buf, size_t n);
 /* The expanded configuration as YAML text (stored with the results). */
 char *akt_run_config_yaml(const struct akt_run_config *c, const struct akt_plugin *gen,
                           const struct akt_plugin *loss);
