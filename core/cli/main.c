@@ -39,13 +39,15 @@ static const char *USAGE =
     "  train   one zero-shot quantization run (generator + loss plugins)\n"
     "  run     every run of a YAML experiment matrix (experiments/README.md)\n"
     "  merge   merge results files (e.g. the shards of 'akt run --shard') into one\n"
+    "  table   a results file as a CSV, JSON or Markdown table (one row per run)\n"
     "  plugins list the generator and loss plugins and their parameters\n"
     "  hessian Hessian trace of a stored run's student loss (per layer and total)\n"
     "  eval    top-1/top-5 accuracy of a teacher on a CIFAR binary file\n"
     "  bench   speed of ResNet-20 forward and training steps\n"
     "  bench-zsq  time per iteration of the zero-shot training loop\n"
     "\n"
-    "Run 'akt <command> --help' for the options of a command.\n"
+    "Run 'akt <command> --help' for the options of a command; 'akt --version'\n"
+    "prints the version (and git commit).\n"
     "Environment: AKT_DATA  folder with teachers/ and cifar-10-batches-bin/ used\n"
     "                       for default paths.\n";
 
@@ -136,6 +138,8 @@ int main(int argc, char **argv)
         return akt_cmd_plugins(argc - 1, argv + 1);
     if (!strcmp(cmd, "hessian"))
         return akt_cmd_hessian(argc - 1, argv + 1);
+    if (!strcmp(cmd, "table"))
+        return akt_cmd_table(argc - 1, argv + 1);
     fprintf(stderr, "akt: error: unknown command '%s' (see 'akt --help')\n", cmd);
     return 2;
 }
