@@ -148,8 +148,13 @@ static void check_raw_layout(const char *path)
     H5Aclose(a);
     assert_int_equal(ver, AKT_RESULTS_SCHEMA);
     char buf[512];
+    /* the meson project version (tests/meson.build passes it) */
     read_str_attr(f, "creator", buf, sizeof buf);
-    assert_string_equal(buf, "akt 0.1.0");
+    assert_string_equal(buf, "akt " AKT_MESON_VERSION);
+    read_str_attr(f, "akt_version", buf, sizeof buf);
+    assert_string_equal(buf, AKT_MESON_VERSION);
+    read_str_attr(f, "akt_commit", buf, sizeof buf); /* hex, "" outside a git checkout */
+    assert_true(strspn(buf, "0123456789abcdef") >= (strlen(buf) > 0 ? 7 : 0));
     read_str_attr(f, "created", buf, sizeof buf);
     int y, mo, d, h, mi, s;
     char z = 0;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "akt/registry.h"
+#include "akt_version.h"
 #include "cli.h"
 
 #include <unistd.h>
@@ -119,7 +120,11 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!strcmp(cmd, "--version")) {
-        printf("akt 0.1.0\n");
+        /* the commit tells apart builds of one version (results files keep it too) */
+        if (AKT_GIT_COMMIT[0])
+            printf("akt %s (git %s)\n", AKT_VERSION, AKT_GIT_COMMIT);
+        else
+            printf("akt %s\n", AKT_VERSION);
         return 0;
     }
     if (!strcmp(cmd, "eval"))

@@ -9,6 +9,7 @@
  * simply not there. */
 #include "akt/results.h"
 
+#include "akt_version.h"
 #include "h5attr.h"
 
 #include <errno.h>
@@ -20,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CREATOR "akt 0.1.0"
+#define CREATOR "akt " AKT_VERSION
 #define MAX_NDIM 8
 #define MAX_WIDTH (1 << 20)
 
@@ -256,7 +257,9 @@ static int init_new_file(hid_t f)
     char now[64];
     iso_time_utc(now, sizeof now);
     if (write_attr_i32(f, "akt_schema_version", AKT_RESULTS_SCHEMA) < 0 ||
-        write_attr_str(f, "creator", CREATOR) < 0 || write_attr_str(f, "created", now) < 0)
+        write_attr_str(f, "creator", CREATOR) < 0 || write_attr_str(f, "created", now) < 0 ||
+        write_attr_str(f, "akt_version", AKT_VERSION) < 0 ||
+        write_attr_str(f, "akt_commit", AKT_GIT_COMMIT) < 0)
         return -1;
     hid_t g = H5Gcreate2(f, "runs", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (g < 0 || akt__h5_close(g) < 0)
