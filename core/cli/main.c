@@ -83,6 +83,18 @@ int akt_cli_int(const char *cmd, const char *opt, const char *val, int lo, int h
     return 0;
 }
 
+/* Whether this process is the build tree's akt (AKT_BUILD_EXE) rather than
+ * an installed copy; when /proc/self/exe cannot be read, assume it is. */
+static int is_build_tree_akt(void)
+{
+    char self[4096], built[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0)
+        return 1;
+    self[n] = 0;
+    return realpath(AKT_BUILD_EXE, built) && !strcmp(self, built);
+}
+
 int akt_cli_load_plugins(struct akt_registry *reg, const char *const *dirs, int n_dirs)
 {
     struct akt_error e = {0};
@@ -90,7 +102,14 @@ int akt_cli_load_plugins(struct akt_registry *reg, const char *const *dirs, int 
     int rc = 0;
     for (int i = 0; i < n_dirs && !rc; i++)
         rc = akt_registry_load_dir(reg, dirs[i], &e);
-    if (!rc && n_dirs == 0)
+    /* The default folders (AKT_PLUGIN_PATH, else the build tree's, then the
+     * install folder) are the build tree's akt's. An installed akt reads only
+     * the install folder: the build tree's plugins, rebuilt later from newer
+     * sources, would otherwise shadow the installed ones. */
+    const char *env = getenv("AKT_PLUGIN_PATH");
+    if (!rc && n_dirs == 0 && !(env && *env) && !is_build_tree_akt())
+        rc = akt_registry_load_dir(reg, AKT_INSTALL_PLUGIN_DIR, &e);
+    else if (!rc && n_dirs == 0)
         rc = akt_registry_load_default(reg, &e);
     if (!rc)
         return 0;
