@@ -318,7 +318,7 @@ static void test_load_dir_and_path(void **state)
     setenv("AKT_PLUGIN_PATH", d1, 1);
     akt_registry_init(&r);
     const char *dirs[] = {d2};
-    assert_int_equal(akt_registry_load_search_path(&r, dirs, 1, &e), 0);
+    assert_int_equal(akt_registry_load_search_path(&r, dirs, 1, NULL, &e), 0);
     unsetenv("AKT_PLUGIN_PATH");
     assert_int_equal(r.n, 4 + builtin); /* d2: b c, d1: a (two descriptors) */
     assert_non_null(akt_registry_find(&r, AKT_PLUGIN_LOSS, "test_dup"));

@@ -148,8 +148,13 @@ static void check_raw_layout(const char *path)
     H5Aclose(a);
     assert_int_equal(ver, AKT_RESULTS_SCHEMA);
     char buf[512];
+    /* the meson project version (tests/meson.build passes it) */
     read_str_attr(f, "creator", buf, sizeof buf);
-    assert_string_equal(buf, "akt 0.1.0");
+    assert_string_equal(buf, "akt " AKT_MESON_VERSION);
+    read_str_attr(f, "akt_version", buf, sizeof buf);
+    assert_string_equal(buf, AKT_MESON_VERSION);
+    read_str_attr(f, "akt_commit", buf, sizeof buf); /* hex, "" outside a git checkout */
+    assert_true(strspn(buf, "0123456789abcdef") >= (strlen(buf) > 0 ? 7 : 0));
     read_str_attr(f, "created", buf, sizeof buf);
     int y, mo, d, h, mi, s;
     char z = 0;
@@ -625,6 +630,92 @@ static void test_tools_read_the_file(void **state)
         skip();
 }
 
+/* akt_results_open_read and the listing functions (akt table's reader). */
+static void test_read_only(void **state)
+{
+    (void)state;
+    char path[512];
+    path_of(path, sizeof path, "read_only.h5");
+    write_two_runs(path);
+    struct stat st0, st1;
+    assert_int_equal(stat(path, &st0), 0);
+
+    struct akt_results *r = NULL;
+    CHECK(akt_results_open_read(&r, path, &e_));
+    char **ids = NULL;
+    int n = 0;
+    CHECK(akt_results_run_ids(r, &ids, &n, &e_));
+    assert_int_equal(n, 2);
+    assert_string_equal(ids[0], "alpha");
+    assert_string_equal(ids[1], "beta");
+    akt_results_free_names(ids, n);
+    CHECK(akt_results_metric_names(r, "alpha", &ids, &n, &e_));
+    assert_int_equal(n, 3);
+    assert_string_equal(ids[0], "gen.bns"); /* byte order */
+    assert_string_equal(ids[1], "ranges");
+    assert_string_equal(ids[2], "top1");
+    akt_results_free_names(ids, n);
+    char *s = akt_results_run_str(r, "alpha", "config");
+    assert_non_null(s);
+    assert_string_equal(s, CONFIG_A);
+    free(s);
+    s = akt_results_run_str(r, "beta", "status_message");
+    assert_non_null(s);
+    assert_string_equal(s, "NaN in epoch 0");
+    free(s);
+    assert_null(akt_results_run_str(r, "beta", "no_such_attr"));
+    assert_null(akt_results_run_str(r, "gamma", "config"));
+    struct akt_error e = {0};
+    expect_error(akt_results_metric_names(r, "gamma", &ids, &n, &e), AKT_EINVAL, &e, "gamma",
+                 "no such run");
+    double top1[5];
+    CHECK(akt_results_read_metric(r, "alpha", "top1", NULL, top1, 5, 1, &e_));
+    assert_true(top1[4] == 14);
+    /* writing through a read-only handle fails, and the file stays as it was */
+    e = (struct akt_error){0};
+    assert_true(akt_results_set_status(r, "alpha", "failed", "x", &e) < 0);
+    double one = 1;
+    assert_true(akt_results_append(r, "alpha", "top1", 5, &one, 1, &e) < 0);
+    CHECK(akt_results_close(r, &e_));
+    assert_int_equal(stat(path, &st1), 0);
+    assert_int_equal(st0.st_size, st1.st_size);
+    assert_true(st0.st_mtime == st1.st_mtime);
+    CHECK(akt_results_open_read(&r, path, &e_));
+    s = akt_results_run_str(r, "alpha", "status");
+    assert_string_equal(s, "done");
+    free(s);
+    CHECK(akt_results_close(r, &e_));
+
+    /* a run without metrics has none; a file without runs, no ids */
+    path_of(path, sizeof path, "read_only_empty.h5");
+    CHECK(akt_results_open(&r, path, &e_));
+    CHECK(akt_results_close(r, &e_));
+    CHECK(akt_results_open_read(&r, path, &e_));
+    CHECK(akt_results_run_ids(r, &ids, &n, &e_));
+    assert_int_equal(n, 0);
+    akt_results_free_names(ids, n);
+    CHECK(akt_results_close(r, &e_));
+
+    /* errors: missing (and not created), not HDF5, HDF5 but not ours, a folder */
+    path_of(path, sizeof path, "read_only_missing.h5");
+    r = (void *)1;
+    expect_error(akt_results_open_read(&r, path, &e), AKT_EIO, &e, path, "No such file");
+    assert_null(r);
+    assert_int_equal(access(path, F_OK), -1);
+    path_of(path, sizeof path, "read_only_text.h5");
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs("id,top1\n", fp);
+    fclose(fp);
+    expect_error(akt_results_open_read(&r, path, &e), AKT_EFORMAT, &e, path, "not HDF5");
+    path_of(path, sizeof path, "read_only_other.h5");
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(f >= 0);
+    H5Fclose(f);
+    expect_error(akt_results_open_read(&r, path, &e), AKT_EFORMAT, &e, path, "akt_schema_version");
+    expect_error(akt_results_open_read(&r, tmpdir, &e), AKT_EIO, &e, tmpdir, "directory");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -634,6 +725,7 @@ int main(void)
         cmocka_unit_test(test_usage_errors),
         cmocka_unit_test(test_crash_safety),
         cmocka_unit_test(test_tools_read_the_file),
+        cmocka_unit_test(test_read_only),
     };
     return cmocka_run_group_tests_name("unit_results", tests, setup, teardown);
 }

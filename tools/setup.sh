@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 build=${1:-build}
 
 pkgs="meson ninja-build gcc pkg-config libopenblas-dev libhdf5-dev hdf5-tools libyaml-dev
-      libcmocka-dev python3-h5py python3-numpy python3-matplotlib python3-torch python3-onnx"
+      libcmocka-dev python3-h5py python3-numpy python3-matplotlib python3-pandas python3-yaml
+      python3-torch python3-onnx"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "akt/registry.h"
+#include "akt_version.h"
 #include "cli.h"
 
 #include <unistd.h>
@@ -39,6 +40,7 @@ static const char *USAGE =
     "  train   one zero-shot quantization run (generator + loss plugins)\n"
     "  run     every run of a YAML experiment matrix (experiments/README.md)\n"
     "  merge   merge results files (e.g. the shards of 'akt run --shard') into one\n"
+    "  table   a results file as a CSV, JSON or Markdown table (one row per run)\n"
     "  plugins list the generator and loss plugins and their parameters\n"
     "  hessian Hessian trace of a stored run's student loss (per layer and total)\n"
     "  export  a finished run's quantized student as ONNX (QDQ) or for PyTorch\n"
@@ -47,7 +49,8 @@ static const char *USAGE =
     "  bench   speed of ResNet-20 forward and training steps\n"
     "  bench-zsq  time per iteration of the zero-shot training loop\n"
     "\n"
-    "Run 'akt <command> --help' for the options of a command.\n"
+    "Run 'akt <command> --help' for the options of a command; 'akt --version'\n"
+    "prints the version (and git commit).\n"
     "Environment: AKT_DATA  folder with teachers/ and cifar-10-batches-bin/ used\n"
     "                       for default paths.\n";
 
@@ -82,12 +85,29 @@ int akt_cli_int(const char *cmd, const char *opt, const char *val, int lo, int h
     return 0;
 }
 
+/* Whether this process is the build tree's akt (AKT_BUILD_EXE) rather than
+ * an installed copy; when /proc/self/exe cannot be read, assume it is. */
+static int is_build_tree_akt(void)
+{
+    char self[4096], built[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0)
+        return 1;
+    self[n] = 0;
+    return realpath(AKT_BUILD_EXE, built) && !strcmp(self, built);
+}
+
 int akt_cli_load_plugins(struct akt_registry *reg, const char *const *dirs, int n_dirs)
 {
     struct akt_error e = {0};
     akt_registry_init(reg);
-    /* --plugin-dir folders first, then AKT_PLUGIN_PATH, then the built-in ones */
-    int rc = akt_registry_load_search_path(reg, dirs, n_dirs, &e);
+    /* --plugin-dir folders first, then AKT_PLUGIN_PATH, then the built-in
+     * ones: for the build tree's akt the build tree's plugin folders and the
+     * install folder; an installed akt reads only the install folder (the
+     * build tree's plugins, rebuilt later from newer sources, would otherwise
+     * shadow the installed ones) */
+    const char *builtin = is_build_tree_akt() ? NULL : AKT_INSTALL_PLUGIN_DIR;
+    int rc = akt_registry_load_search_path(reg, dirs, n_dirs, builtin, &e);
     if (!rc)
         return 0;
     akt_registry_free(reg);
@@ -116,7 +136,11 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!strcmp(cmd, "--version")) {
-        printf("akt 0.1.0\n");
+        /* the commit tells apart builds of one version (results files keep it too) */
+        if (AKT_GIT_COMMIT[0])
+            printf("akt %s (git %s)\n", AKT_VERSION, AKT_GIT_COMMIT);
+        else
+            printf("akt %s\n", AKT_VERSION);
         return 0;
     }
     if (!strcmp(cmd, "eval"))
@@ -137,6 +161,8 @@ int main(int argc, char **argv)
         return akt_cmd_hessian(argc - 1, argv + 1);
     if (!strcmp(cmd, "export"))
         return akt_cmd_export(argc - 1, argv + 1);
+    if (!strcmp(cmd, "table"))
+        return akt_cmd_table(argc - 1, argv + 1);
     fprintf(stderr, "akt: error: unknown command '%s' (see 'akt --help')\n", cmd);
     return 2;
 }

@@ -9,6 +9,7 @@
  * simply not there. */
 #include "akt/results.h"
 
+#include "akt_version.h"
 #include "h5attr.h"
 
 #include <errno.h>
@@ -20,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CREATOR "akt 0.1.0"
+#define CREATOR "akt " AKT_VERSION
 #define MAX_NDIM 8
 #define MAX_WIDTH (1 << 20)
 
@@ -256,7 +257,9 @@ static int init_new_file(hid_t f)
     char now[64];
     iso_time_utc(now, sizeof now);
     if (write_attr_i32(f, "akt_schema_version", AKT_RESULTS_SCHEMA) < 0 ||
-        write_attr_str(f, "creator", CREATOR) < 0 || write_attr_str(f, "created", now) < 0)
+        write_attr_str(f, "creator", CREATOR) < 0 || write_attr_str(f, "created", now) < 0 ||
+        write_attr_str(f, "akt_version", AKT_VERSION) < 0 ||
+        write_attr_str(f, "akt_commit", AKT_GIT_COMMIT) < 0)
         return -1;
     hid_t g = H5Gcreate2(f, "runs", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (g < 0 || akt__h5_close(g) < 0)
@@ -1180,4 +1183,157 @@ int akt_results_get_group_attr_str(struct akt_results *r, const char *id, const 
     if ((akt__h5_close(g) | akt__h5_close(run)) < 0)
         rc = AKT_EFORMAT;
     return rc;
+}
+
+/* ---- reading only (akt table) ------------------------------------------- */
+
+int akt_results_open_read(struct akt_results **out, const char *path, struct akt_error *e)
+{
+    *out = NULL;
+    if (!path || !*path)
+        return akt_error_set(e, AKT_EINVAL, "results", "empty results path");
+    h5_quiet();
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return akt_error_set(e, AKT_EIO, path, "cannot open: %s", strerror(errno));
+    if (S_ISDIR(st.st_mode))
+        return akt_error_set(e, AKT_EIO, path, "is a directory, expected a results file");
+    if (H5Fis_hdf5(path) <= 0)
+        return akt_error_set(e, AKT_EFORMAT, path, "not an akt results file (not HDF5, %lld bytes)",
+                             (long long)st.st_size);
+    /* Without file locking: akt run keeps its file open for writing, and
+     * every epoch it completes is flushed, so it can be read meanwhile. */
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+#if H5_VERSION_GE(1, 10, 7)
+    if (fapl >= 0 && H5Pset_file_locking(fapl, 0, 1) < 0) {
+        akt__h5_close(fapl);
+        fapl = -1;
+    }
+#endif
+    hid_t f = fapl < 0 ? -1 : H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    akt__h5_close(fapl);
+    if (f < 0)
+        return akt_error_set(e, AKT_EFORMAT, path, "HDF5 file cannot be opened (corrupt or truncated?)");
+    char w[700];
+    snprintf(w, sizeof w, "%s:/", path);
+    double v = 0;
+    int rc = 0;
+    if (akt__h5_attr_f64(f, "akt_schema_version", &v) < 0)
+        rc = akt_error_set(e, AKT_EFORMAT, w, "an HDF5 file, but not an akt results file (no root "
+                                              "attribute 'akt_schema_version')");
+    else if (v < 1 || v > AKT_RESULTS_SCHEMA)
+        rc = akt_error_set(e, AKT_EFORMAT, w, "akt_schema_version is %g; this akt reads 1..%d", v,
+                           AKT_RESULTS_SCHEMA);
+    hid_t runs = rc ? -1 : child_group(f, "runs", 0);
+    if (!rc && runs < 0) {
+        snprintf(w, sizeof w, "%s:/runs", path);
+        rc = akt_error_set(e, AKT_EFORMAT, w, "missing or not a group (malformed results file)");
+    }
+    struct akt_results *r = rc ? NULL : calloc(1, sizeof *r);
+    char *p = r ? strdup(path) : NULL;
+    if (!rc && !p)
+        rc = akt_error_set(e, AKT_ENOMEM, path, "out of memory");
+    if (rc) {
+        free(r);
+        akt__h5_close(runs);
+        akt__h5_close(f);
+        return rc;
+    }
+    r->f = f;
+    r->runs = runs;
+    r->path = p;
+    *out = r;
+    return 0;
+}
+
+struct name_list {
+    char **v;
+    int n, cap;
+};
+
+static herr_t name_collect(hid_t g, const char *name, const H5L_info_t *info, void *data)
+{
+    (void)g;
+    (void)info;
+    struct name_list *l = data;
+    if (l->n == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 16;
+        char **v = realloc(l->v, (size_t)cap * sizeof *v);
+        if (!v)
+            return -1;
+        l->v = v;
+        l->cap = cap;
+    }
+    if (!(l->v[l->n] = strdup(name)))
+        return -1;
+    l->n++;
+    return 0;
+}
+
+/* The link names of group g in name order into *names / *n. */
+static int list_names(hid_t g, const char *where, char ***names, int *n, struct akt_error *e)
+{
+    struct name_list l = {0};
+    hsize_t idx = 0;
+    if (H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx, name_collect, &l) < 0) {
+        akt_results_free_names(l.v, l.n);
+        return akt_error_set(e, AKT_EFORMAT, where, "cannot list the group (corrupt file, or out "
+                                                    "of memory)");
+    }
+    *names = l.v;
+    *n = l.n;
+    return 0;
+}
+
+int akt_results_run_ids(struct akt_results *r, char ***ids, int *n, struct akt_error *e)
+{
+    char w[700];
+    *ids = NULL;
+    *n = 0;
+    if (!r)
+        return akt_error_set(e, AKT_EINVAL, "results", "no results file (NULL handle)");
+    snprintf(w, sizeof w, "%s:/runs", r->path);
+    return list_names(r->runs, w, ids, n, e);
+}
+
+int akt_results_metric_names(struct akt_results *r, const char *id, char ***names, int *n,
+                             struct akt_error *e)
+{
+    char w[700];
+    *names = NULL;
+    *n = 0;
+    hid_t run = open_run(r, id, e);
+    if (run < 0)
+        return e ? e->code : AKT_EINVAL;
+    hid_t m = open_metrics(run, 0);
+    int rc = 0;
+    if (m >= 0)
+        rc = list_names(m, where_of(w, sizeof w, r, id, "metrics"), names, n, e);
+    else if (m != -2)
+        rc = akt_error_set(e, AKT_EFORMAT, where_of(w, sizeof w, r, id, "metrics"),
+                           "not a group (malformed run)");
+    if ((akt__h5_close(m) | akt__h5_close(run)) < 0 && !rc)
+        rc = akt_error_set(e, AKT_EFORMAT, where_of(w, sizeof w, r, id, NULL),
+                           "closing the run group failed");
+    return rc;
+}
+
+void akt_results_free_names(char **names, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+char *akt_results_run_str(struct akt_results *r, const char *id, const char *name)
+{
+    hid_t g = open_run(r, id, NULL);
+    if (g < 0)
+        return NULL;
+    char *s = name_ok(name, 1) ? akt__h5_attr_str(g, name) : NULL;
+    if (akt__h5_close(g) < 0) {
+        free(s);
+        s = NULL;
+    }
+    return s;
 }

@@ -608,7 +608,7 @@ static int load_list(struct akt_registry *r, const char *list, int optional, con
 }
 
 int akt_registry_load_search_path(struct akt_registry *r, const char *const *dirs, int n_dirs,
-                                  struct akt_error *e)
+                                  const char *builtin, struct akt_error *e)
 {
     struct seen seen = {0};
     int rc = 0;
@@ -618,7 +618,8 @@ int akt_registry_load_search_path(struct akt_registry *r, const char *const *dir
     if (!rc && env && *env)
         rc = load_list(r, env, 0, "AKT_PLUGIN_PATH", &seen, e);
     if (!rc)
-        rc = load_list(r, AKT_PLUGIN_DIRS, 1, "the built-in plugin folders", &seen, e);
+        rc = load_list(r, builtin ? builtin : AKT_PLUGIN_DIRS, 1, "the built-in plugin folders",
+                       &seen, e);
     for (int i = 0; i < seen.n; i++)
         free(seen.names[i]);
     free(seen.names);
@@ -627,7 +628,7 @@ int akt_registry_load_search_path(struct akt_registry *r, const char *const *dir
 
 int akt_registry_load_default(struct akt_registry *r, struct akt_error *e)
 {
-    return akt_registry_load_search_path(r, NULL, 0, e);
+    return akt_registry_load_search_path(r, NULL, 0, NULL, e);
 }
 
 /* ------------------------------------------------------------ parameters -- */

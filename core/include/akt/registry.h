@@ -33,14 +33,16 @@ int akt_registry_load_dir(struct akt_registry *r, const char *dir, struct akt_er
 /* The plugin search path, in order: the folders in dirs (each may be a
  * colon-separated list; `--plugin-dir`), then those of $AKT_PLUGIN_PATH
  * (colon-separated), then the build and install folders compiled in
- * (AKT_PLUGIN_DIRS). User folders add to the built-in ones, never replace
+ * (AKT_PLUGIN_DIRS; builtin, when not NULL, is another colon-separated
+ * list instead: an installed akt's own folder). User folders add to the
+ * built-in ones, never replace
  * them. A file name an earlier folder already provided is skipped (as PATH
  * does: a user's build of akt_losses.so shadows the installed one); a
  * plugin name already registered from another file is an error naming both.
  * A user folder that does not exist is an error; a missing built-in folder
  * (the install folder before `meson install`) is skipped. */
 int akt_registry_load_search_path(struct akt_registry *r, const char *const *dirs, int n_dirs,
-                                  struct akt_error *e);
+                                  const char *builtin, struct akt_error *e);
 /* akt_registry_load_search_path without --plugin-dir folders. */
 int akt_registry_load_default(struct akt_registry *r, struct akt_error *e);
 const struct akt_plugin *akt_registry_find(const struct akt_registry *r, enum akt_plugin_kind kind,

@@ -97,6 +97,23 @@ int akt_results_get_group_attr_str(struct akt_results *r, const char *id, const 
  * merged_from lists the inputs (appended to by each merge). */
 int akt_results_merge(const char *out, const char **in, int n, struct akt_error *e);
 
+/* Reading only (akt table). akt_results_open_read opens an existing results
+ * file read-only, without HDF5 file locking, so a file that `akt run` is
+ * still writing can be read (its completed epochs are flushed); it never
+ * creates or changes a file, and the writers above fail on its handle.
+ * Close it with akt_results_close. */
+int akt_results_open_read(struct akt_results **r, const char *path, struct akt_error *e);
+/* The run ids (/runs/<id>), or the metric names of one run, in byte order of
+ * the names: a malloc'd array of *n malloc'd strings, freed with
+ * akt_results_free_names. A run without metrics/ has none (0). */
+int akt_results_run_ids(struct akt_results *r, char ***ids, int *n, struct akt_error *e);
+int akt_results_metric_names(struct akt_results *r, const char *id, char ***names, int *n,
+                             struct akt_error *e);
+void akt_results_free_names(char **names, int n);
+/* A string attribute of /runs/<id> (config, status, status_message, created),
+ * malloc'd; NULL when the run or the attribute is absent. */
+char *akt_results_run_str(struct akt_results *r, const char *id, const char *name);
+
 #ifdef __cplusplus
 }
 #endif
