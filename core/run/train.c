@@ -151,6 +151,17 @@ static int check_batch_memory(const struct run *r, struct akt_error *e)
     return rc;
 }
 
+/* A plugin's create() error under the plugin's name, keeping what the
+ * plugin named (copied first: formatting e from its own fields overlaps). */
+static int create_failed(struct akt_error *e, const char *kind, const char *name)
+{
+    char where[160], what[sizeof e->where + sizeof e->what + 2] = "";
+    if (e)
+        snprintf(what, sizeof what, "%s%s%s", e->where, e->where[0] ? ": " : "", e->what);
+    snprintf(where, sizeof where, "%s %s", kind, name);
+    return akt_error_set(e, AKT_EPLUGIN, where, "create failed: %s", what);
+}
+
 int akt__open_run(struct run *r, const struct akt_registry *reg, struct akt_error *e)
 {
     const struct akt_run_config *c = r->c;
@@ -190,17 +201,12 @@ int akt__open_run(struct run *r, const struct akt_registry *reg, struct akt_erro
         .log = host_log,
         .ctx = r,
     };
-    char where[160];
     r->gen_self = r->gen->create(&r->host, &c->gen_params, e);
-    if (!r->gen_self) {
-        snprintf(where, sizeof where, "generator %s", r->gen->name);
-        return akt_error_set(e, AKT_EPLUGIN, where, "create failed: %s", e ? e->what : "");
-    }
+    if (!r->gen_self)
+        return create_failed(e, "generator", r->gen->name);
     r->loss_self = r->loss->create(&r->host, &c->loss_params, e);
-    if (!r->loss_self) {
-        snprintf(where, sizeof where, "loss %s", r->loss->name);
-        return akt_error_set(e, AKT_EPLUGIN, where, "create failed: %s", e ? e->what : "");
-    }
+    if (!r->loss_self)
+        return create_failed(e, "loss", r->loss->name);
     akt_tape_init(&r->tape, 0);
     return akt_arena_reserve(&r->tape.arena, (size_t)(c->batch * step_bytes_per_image(r)),
                              "batch", e);
