@@ -174,6 +174,8 @@ check_error "eval --batch 1000 with AKT_MEM_LIMIT=1G" 1 "--batch" "1000 needs ab
 check_error "train eval_batch=1000 with AKT_MEM_LIMIT=1G" 1 "eval_batch" "1000 needs about" -- \
     train --teacher "$TEACHER" --data "$DATA" --generator gdfq --loss akt --batch 2 \
     --set eval_batch=1000
+check_error "bench --batch 32,4096 with AKT_MEM_LIMIT=1G" 1 "--batch" "4096 needs about" -- \
+    bench --batch 32,4096
 akt_env=(AKT_MEM_LIMIT=lots)
 check_error "AKT_MEM_LIMIT that is not a size" 1 "AKT_MEM_LIMIT" "'lots'" -- \
     eval --teacher "$TEACHER" --data "$TEN"
