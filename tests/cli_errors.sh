@@ -7,101 +7,8 @@
 # Env: AKT_BIN (the binary), AKT_DATA (shared data), AKT_H5EDIT (tests/tools/h5edit).
 set -u
 
-AKT=${AKT_BIN:-}
-if [ -z "$AKT" ] || [ ! -x "$AKT" ]; then
-    echo "1..0 # SKIP AKT_BIN is not an executable: '${AKT}'"
-    exit 0
-fi
-if [ -z "${AKT_DATA:-}" ]; then
-    echo "1..0 # SKIP AKT_DATA is not set"
-    exit 0
-fi
-TEACHER=$AKT_DATA/teachers/resnet20_cifar10_akamaster_optA.h5
-DATA=$AKT_DATA/cifar-10-batches-bin/test_batch_lossless1000.bin
-H5EDIT=${AKT_H5EDIT:-}
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/akt_cli_errors.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
-
-# Results are collected first so the plan line can come first.
-results=()
-failed=0
-report() { # report DESC [REASON...]: ok when no reason is given
-    local desc=$1
-    shift
-    local i=$((${#results[@]} + 1))
-    if [ $# -eq 0 ]; then
-        results+=("ok $i - $desc")
-        return
-    fi
-    failed=$((failed + 1))
-    local line="not ok $i - $desc"
-    for r in "$@"; do line+=$'\n'"#   $r"; done
-    line+=$'\n'"#   command: ${last_cmd}"
-    while IFS= read -r l; do line+=$'\n'"#   stderr: $l"; done <"$tmp/err"
-    while IFS= read -r l; do line+=$'\n'"#   stdout: $l"; done < <(tail -n 5 "$tmp/out")
-    results+=("$line")
-}
-
-run_akt() { # stdout, stderr and status into $tmp/out, $tmp/err, $rc
-    last_cmd="akt $*"
-    timeout 600 "$AKT" "$@" >"$tmp/out" 2>"$tmp/err"
-    rc=$?
-}
-
-# check_error DESC WANT_RC FACT... -- ARGS...
-# FACTs are fixed strings the one stderr line must contain (case-insensitive).
-check_error() {
-    local desc=$1 want=$2
-    shift 2
-    local facts=()
-    while [ $# -gt 0 ] && [ "$1" != "--" ]; do
-        facts+=("$1")
-        shift
-    done
-    shift
-    run_akt "$@"
-    local why=()
-    [ "$rc" -eq "$want" ] || why+=("exit status $rc, want $want")
-    local lines
-    lines=$(grep -c '' "$tmp/err")
-    [ "$lines" -eq 1 ] || why+=("stderr has $lines lines, want exactly 1")
-    head -n 1 "$tmp/err" | grep -q '^akt: error: ' || why+=("stderr does not start with 'akt: error: '")
-    for f in "${facts[@]}"; do
-        grep -qiF -- "$f" "$tmp/err" || why+=("stderr does not mention '$f'")
-    done
-    report "$desc" "${why[@]}"
-}
-
-# check_help DESC WORD... -- ARGS...: exit 0 and a usage text on stdout.
-check_help() {
-    local desc=$1
-    shift
-    local words=()
-    while [ $# -gt 0 ] && [ "$1" != "--" ]; do
-        words+=("$1")
-        shift
-    done
-    shift
-    run_akt "$@"
-    local why=()
-    [ "$rc" -eq 0 ] || why+=("exit status $rc, want 0")
-    for w in usage "${words[@]}"; do
-        grep -qiF -- "$w" "$tmp/out" || why+=("stdout does not mention '$w'")
-    done
-    report "$desc" "${why[@]}"
-}
-
-# Broken teachers, made from the real one. A failure to make one is a failure.
-make_teacher() { # make_teacher OUT OP KEY [SHAPE]
-    last_cmd="h5edit $TEACHER $*"
-    : >"$tmp/out"
-    if [ -z "$H5EDIT" ] || [ ! -x "$H5EDIT" ]; then
-        echo "AKT_H5EDIT is not an executable: '$H5EDIT'" >"$tmp/err"
-        return 1
-    fi
-    "$H5EDIT" "$TEACHER" "$@" 2>"$tmp/err"
-}
+CLI_NAME=cli_errors
+. "$(dirname "$0")/cli_lib.sh"
 
 printf 'this is a text file, not a teacher\n' >"$tmp/text_teacher.h5"
 head -c $((3073 * 2 + 1000)) "$DATA" >"$tmp/truncated.bin"
@@ -189,6 +96,4 @@ why=()
 [[ $last == *" n=1000" ]] || why+=("n is not 1000: '$last'")
 report "eval on test_batch_lossless1000.bin: top1=91.50 n=1000" "${why[@]}"
 
-echo "1..${#results[@]}"
-printf '%s\n' "${results[@]}"
-[ "$failed" -eq 0 ]
+cli_finish

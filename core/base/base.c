@@ -2,12 +2,14 @@
 #define _POSIX_C_SOURCE 200809L
 #include "akt/base.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -56,17 +58,42 @@ struct akt_arena_block {
 
 #define BLOCK_HDR 64
 
-static struct akt_arena_block *block_new(size_t cap)
+/* NULL when the system refuses (or cap is beyond any allocation). */
+static struct akt_arena_block *block_try_new(size_t cap)
 {
+    if (cap > SIZE_MAX / 2)
+        return NULL;
     struct akt_arena_block *b = aligned_alloc(64, BLOCK_HDR + ((cap + 63) & ~(size_t)63));
-    if (!b) {
-        fprintf(stderr, "akt: out of memory (arena block of %zu bytes)\n", cap);
-        abort();
-    }
+    if (!b)
+        return NULL;
     b->next = NULL;
     b->cap = cap;
     b->used = 0;
     return b;
+}
+
+/* Sizes on this path come from the code, not from a user: running out here
+ * is not recoverable. */
+static struct akt_arena_block *block_new(size_t cap)
+{
+    struct akt_arena_block *b = block_try_new(cap);
+    if (!b) {
+        fprintf(stderr, "akt: out of memory (arena block of %zu bytes)\n", cap);
+        abort();
+    }
+    return b;
+}
+
+static void block_append(struct akt_arena *a, struct akt_arena_block *b)
+{
+    if (!a->first) {
+        a->first = b;
+        return;
+    }
+    struct akt_arena_block *last = a->first;
+    while (last->next)
+        last = last->next;
+    last->next = b;
 }
 
 void akt_arena_init(struct akt_arena *a, size_t block_size)
@@ -88,16 +115,8 @@ void *akt_arena_alloc_uninit(struct akt_arena *a, size_t bytes)
             b->used = 0;
     }
     if (!b) {
-        size_t cap = bytes > a->block_size ? bytes : a->block_size;
-        b = block_new(cap);
-        if (!a->first) {
-            a->first = b;
-        } else {
-            struct akt_arena_block *last = a->first;
-            while (last->next)
-                last = last->next;
-            last->next = b;
-        }
+        b = block_new(bytes > a->block_size ? bytes : a->block_size);
+        block_append(a, b);
     }
     a->head = b;
     void *p = (char *)b + BLOCK_HDR + b->used;
@@ -136,6 +155,24 @@ void *akt_arena_alloc(struct akt_arena *a, size_t bytes)
     return p;
 }
 
+int akt_arena_reserve(struct akt_arena *a, size_t bytes, const char *what, struct akt_error *e)
+{
+    /* a block from the current one on with that much free room will do:
+     * the next allocations walk there (on a fresh arena: the new block) */
+    for (struct akt_arena_block *b = a->head ? a->head : a->first; b; b = b->next)
+        if (b->cap - (b == a->head ? b->used : 0) >= bytes)
+            return 0;
+    size_t cap = bytes > a->block_size ? bytes : a->block_size;
+    struct akt_arena_block *b = block_try_new(cap);
+    if (!b)
+        return akt_error_set(e, AKT_ENOMEM, what, "out of memory: %.1f GiB cannot be allocated",
+                             (double)cap / (1u << 30));
+    block_append(a, b);
+    if (!a->head)
+        a->head = a->first;
+    return 0;
+}
+
 void akt_arena_reset(struct akt_arena *a)
 {
     a->head = a->first;
@@ -153,6 +190,54 @@ void akt_arena_free(struct akt_arena *a)
         b = n;
     }
     memset(a, 0, sizeof *a);
+}
+
+/* ------------------------------------------------------------- memory --- */
+int akt_mem_limit(uint64_t *bytes, struct akt_error *e)
+{
+    const char *env = getenv("AKT_MEM_LIMIT");
+    if (env && *env) {
+        char *end;
+        errno = 0;
+        double v = strtod(env, &end);
+        static const char units[] = "KMGT";
+        const char *u = *end ? strchr(units, *end) : NULL;
+        if (u)
+            v = ldexp(v, 10 * (int)(u - units + 1)), end++;
+        if (end == env || *end || errno || !(v >= 1) || v > 0x1p63)
+            return akt_error_set(e, AKT_EINVAL, "AKT_MEM_LIMIT",
+                                 "'%s' is not a size (bytes, or a number with K, M, G or T)", env);
+        *bytes = (uint64_t)v;
+        return 0;
+    }
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || page <= 0)
+        return akt_error_set(e, AKT_EINVAL, "AKT_MEM_LIMIT",
+                             "the machine's memory is unknown: set AKT_MEM_LIMIT");
+    *bytes = (uint64_t)pages * (uint64_t)page;
+    return 0;
+}
+
+int akt_mem_check(const char *key, int64_t value, double per_unit, double fixed,
+                  const char *what, struct akt_error *e)
+{
+    uint64_t limit;
+    int rc = akt_mem_limit(&limit, e);
+    if (rc)
+        return rc;
+    double need = fixed + (double)value * per_unit, lim = (double)limit;
+    if (need <= lim)
+        return 0;
+    double most = per_unit > 0 && lim > fixed ? floor((lim - fixed) / per_unit) : 0;
+    const double gib = 1024.0 * 1024 * 1024;
+    return akt_error_set(e, AKT_ENOMEM, key,
+                         "%lld needs about %.1f GiB for %s; the memory limit is %.1f GiB (%s): "
+                         "at most %.0f",
+                         (long long)value, need / gib, what, lim / gib,
+                         getenv("AKT_MEM_LIMIT") && *getenv("AKT_MEM_LIMIT")
+                             ? "AKT_MEM_LIMIT"
+                             : "this machine's memory; AKT_MEM_LIMIT sets another",
+                         most);
 }
 
 /* ---------------------------------------------------------------- rng --- */

@@ -17,6 +17,7 @@
  * fill up and the line is flagged CONTENDED on stderr. */
 #include "cli.h"
 
+#include "akt/eval.h"
 #include "akt/nn.h"
 
 #include <stdio.h>
@@ -210,6 +211,18 @@ int akt_cmd_bench(int argc, char **argv)
     if (nb == 0) {
         batches[nb++] = 32;
         batches[nb++] = 128;
+    }
+    /* every batch checked before the first allocation of any */
+    for (int bi = 0; bi < nb; bi++) {
+        struct akt_resnet probe;
+        struct akt_error e = {0};
+        akt_resnet_init(&probe, 10, AKT_SHORTCUT_CONV1X1);
+        int rc = akt_mem_check("--batch", batches[bi],
+                               akt_resnet_train_bytes(&probe) + 4.0 * AKT_CIFAR_PIXELS, 0,
+                               "a training step", &e);
+        akt_resnet_free(&probe);
+        if (rc)
+            return akt_cli_fail(&e);
     }
     akt_threads_set(threads);
     printf("# akt bench: ResNet-20 (conv1x1 shortcuts), threads %d, median of %d after %d warm-up\n"

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "h5attr.h"
+
 /* HDF5 prints its own error stack by default; we report through akt_error. */
 static void h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
@@ -48,76 +50,33 @@ static hid_t open_h5(const char *path, struct akt_error *e)
 
 static int attr_exists(hid_t obj, const char *name) { return H5Aexists(obj, name) > 0; }
 
+/* The attribute readers check the dataspace, the type class and a string's
+ * length before reading (h5attr.c): a crafted file is refused, never read
+ * into a buffer too small for it. */
 static int read_attr_i64(hid_t f, const char *path, const char *name, int64_t *v,
                          struct akt_error *e)
 {
-    hid_t a = H5Aopen(f, name, H5P_DEFAULT);
-    if (a < 0)
-        return akt_error_set(e, AKT_EFORMAT, path, "attribute '%s' cannot be opened", name);
-    herr_t r = H5Aread(a, H5T_NATIVE_INT64, v);
-    H5Aclose(a);
-    if (r < 0)
-        return akt_error_set(e, AKT_EFORMAT, path, "attribute '%s' is not an integer", name);
-    return 0;
+    return akt__h5_read_num(f, path, name, H5T_NATIVE_INT64, 1, v, 1, e);
 }
 
 static int read_attr_f32(hid_t f, const char *path, const char *name, float *v, int n,
                          struct akt_error *e)
 {
-    hid_t a = H5Aopen(f, name, H5P_DEFAULT);
-    if (a < 0)
-        return akt_error_set(e, AKT_EFORMAT, path, "attribute '%s' cannot be opened", name);
-    hid_t sp = H5Aget_space(a);
-    hssize_t np = H5Sget_simple_extent_npoints(sp);
-    H5Sclose(sp);
-    herr_t r = np == n ? H5Aread(a, H5T_NATIVE_FLOAT, v) : -1;
-    H5Aclose(a);
-    if (np != n)
-        return akt_error_set(e, AKT_ESHAPE, path, "attribute '%s' has %lld values, expected %d",
-                             name, (long long)np, n);
-    if (r < 0)
-        return akt_error_set(e, AKT_EFORMAT, path, "attribute '%s' is not numeric", name);
-    return 0;
+    return akt__h5_read_num(f, path, name, H5T_NATIVE_FLOAT, 0, v, n, e);
 }
 
-/* A string attribute (variable or fixed length) into buf. */
+/* A string attribute (variable or fixed length) into buf, which must hold
+ * it: a longer one is an error, not silently cut. */
 static int read_attr_str(hid_t f, const char *path, const char *name, char *buf, size_t n,
                          struct akt_error *e)
 {
-    hid_t a = H5Aopen(f, name, H5P_DEFAULT);
-    if (a < 0)
-        return akt_error_set(e, AKT_EFORMAT, path, "attribute '%s' cannot be opened", name);
-    hid_t ft = H5Aget_type(a);
-    int rc = 0;
-    if (H5Tget_class(ft) != H5T_STRING) {
-        rc = akt_error_set(e, AKT_EFORMAT, path, "attribute '%s' is not a string", name);
-    } else if (H5Tis_variable_str(ft) > 0) {
-        hid_t mt = H5Tcopy(H5T_C_S1);
-        H5Tset_size(mt, H5T_VARIABLE);
-        H5Tset_cset(mt, H5Tget_cset(ft));
-        char *s = NULL;
-        if (H5Aread(a, mt, &s) < 0 || !s)
-            rc = akt_error_set(e, AKT_EFORMAT, path, "attribute '%s' cannot be read", name);
-        else
-            snprintf(buf, n, "%s", s);
-        if (s)
-            H5free_memory(s);
-        H5Tclose(mt);
-    } else {
-        size_t len = H5Tget_size(ft);
-        char *s = calloc(1, len + 1);
-        hid_t mt = H5Tcopy(H5T_C_S1);
-        H5Tset_size(mt, len + 1);
-        if (H5Aread(a, mt, s) < 0)
-            rc = akt_error_set(e, AKT_EFORMAT, path, "attribute '%s' cannot be read", name);
-        else
-            snprintf(buf, n, "%s", s);
-        free(s);
-        H5Tclose(mt);
-    }
-    H5Tclose(ft);
-    H5Aclose(a);
-    return rc;
+    char *s;
+    int rc = akt__h5_read_str(f, path, name, n - 1, &s, e);
+    if (rc)
+        return rc;
+    snprintf(buf, n, "%s", s);
+    free(s);
+    return 0;
 }
 
 struct iter_ctx {

@@ -57,11 +57,24 @@ static struct entry *table_find(struct table *t, const char *id)
     return NULL;
 }
 
-/* A scalar numeric attribute, or dflt when absent or not numeric */
-static double read_num_attr(hid_t obj, const char *name, double dflt)
+/* merged_from, when there, is what add_merged_from extends: a 1-D array of
+ * variable-length strings. */
+static int check_merged_from(hid_t f, const char *w, struct akt_error *e)
 {
-    double v;
-    return akt__h5_attr_f64(obj, name, &v) == 0 ? v : dflt;
+    htri_t ex = H5Aexists(f, "merged_from");
+    if (ex <= 0)
+        return ex < 0 ? akt_error_set(e, AKT_EFORMAT, w, "attributes cannot be read (corrupt file?)")
+                      : 0;
+    hid_t a = H5Aopen(f, "merged_from", H5P_DEFAULT);
+    hid_t t = a >= 0 ? H5Aget_type(a) : -1, sp = a >= 0 ? H5Aget_space(a) : -1;
+    int ok = t >= 0 && sp >= 0 && H5Tget_class(t) == H5T_STRING && H5Tis_variable_str(t) > 0 &&
+             H5Sget_simple_extent_type(sp) == H5S_SIMPLE && H5Sget_simple_extent_ndims(sp) == 1;
+    int bad = (akt__h5_close(t) | akt__h5_close(sp) | akt__h5_close(a)) < 0;
+    if (!ok || bad)
+        return akt_error_set(e, AKT_EFORMAT, w,
+                             "attribute 'merged_from' is not a 1-D array of variable-length "
+                             "strings");
+    return 0;
 }
 
 /* Opens path read-only and checks it is an akt results file this akt can
@@ -92,15 +105,19 @@ static hid_t open_results_ro(const char *path, struct akt_error *e, int *rc)
     }
     char w[1100];
     snprintf(w, sizeof w, "%s:/", path);
-    double v = read_num_attr(f, "akt_schema_version", -1);
+    long long v = -1;
     if (H5Aexists(f, "akt_schema_version") <= 0)
         *rc = akt_error_set(e, AKT_EFORMAT, w,
                             "an HDF5 file, but not an akt results file (no root attribute "
                             "'akt_schema_version')");
+    else if ((*rc = akt__h5_read_num(f, w, "akt_schema_version", H5T_NATIVE_LLONG, 1, &v, 1, e)))
+        ;
     else if (v < 1 || v > AKT_RESULTS_SCHEMA)
         *rc = akt_error_set(e, AKT_EFORMAT, w,
-                            "akt_schema_version is %g; this akt reads 1..%d", v,
+                            "akt_schema_version is %lld; this akt reads 1..%d", v,
                             AKT_RESULTS_SCHEMA);
+    else if ((*rc = check_merged_from(f, w, e)))
+        ;
     else {
         H5O_info_t info;
         if (H5Lexists(f, "runs", H5P_DEFAULT) <= 0 ||
@@ -155,14 +172,23 @@ static herr_t scan_one(hid_t runs, const char *name, const H5L_info_t *info, voi
         return 1;
     }
     struct entry n = {.src = c->src};
-    n.config = akt__h5_attr_str(g, "config");
-    char *st = akt__h5_attr_str(g, "status");
-    snprintf(n.status, sizeof n.status, "%s", st ? st : "");
+    char *st = NULL;
+    int rc = akt__h5_check_run_attrs(g, w, c->e);
+    if (!rc && H5Aexists(g, "config") <= 0)
+        rc = akt_error_set(c->e, AKT_EFORMAT, w, "no 'config' attribute (malformed run)");
+    if (!rc)
+        rc = akt__h5_read_str(g, w, "config", AKT__H5_STR_MAX, &n.config, c->e);
+    if (!rc && H5Aexists(g, "status") > 0 &&
+        !(rc = akt__h5_read_str(g, w, "status", sizeof n.status - 1, &st, c->e)))
+        snprintf(n.status, sizeof n.status, "%s", st);
     free(st);
-    n.ckpt = read_num_attr(g, "checkpoint_epoch", 0);
-    H5Gclose(g);
-    if (!n.config) {
-        c->rc = akt_error_set(c->e, AKT_EFORMAT, w, "no 'config' attribute (malformed run)");
+    if (!rc && H5Aexists(g, "checkpoint_epoch") > 0)
+        rc = akt__h5_read_num(g, w, "checkpoint_epoch", H5T_NATIVE_DOUBLE, 0, &n.ckpt, 1, c->e);
+    if (akt__h5_close(g) < 0 && !rc)
+        rc = akt_error_set(c->e, AKT_EFORMAT, w, "run group cannot be closed");
+    if (rc) {
+        free(n.config);
+        c->rc = rc;
         return 1;
     }
     struct entry *old = table_find(c->t, name);

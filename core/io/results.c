@@ -267,6 +267,54 @@ static int init_new_file(hid_t f)
     return H5Fflush(f, H5F_SCOPE_GLOBAL) < 0 ? -1 : 0;
 }
 
+struct attrs_ctx {
+    const char *path;
+    struct akt_error *e;
+    int rc;
+};
+
+static herr_t run_attrs_one(hid_t runs, const char *name, const H5L_info_t *info, void *data)
+{
+    (void)info;
+    struct attrs_ctx *c = data;
+    H5O_info_t oi;
+    if (H5Oget_info_by_name(runs, name, &oi, H5P_DEFAULT) < 0 || oi.type != H5O_TYPE_GROUP)
+        return 0; /* open_run reports it when the run is used */
+    char w[1400];
+    snprintf(w, sizeof w, "%s:/runs/%s", c->path, name);
+    hid_t g = H5Gopen2(runs, name, H5P_DEFAULT);
+    if (g < 0)
+        c->rc = akt_error_set(c->e, AKT_EFORMAT, w, "run group cannot be opened (corrupt file?)");
+    else
+        c->rc = akt__h5_check_run_attrs(g, w, c->e);
+    if (akt__h5_close(g) < 0 && !c->rc)
+        c->rc = akt_error_set(c->e, AKT_EFORMAT, w, "run group cannot be closed");
+    return c->rc ? 1 : 0;
+}
+
+/* The run attributes readers use (status, config, checkpoint_epoch, ...)
+ * are checked once, when the file is opened, so no getter meets an array
+ * where a scalar belongs and a resume never reads a malformed checkpoint
+ * epoch as "no checkpoint". */
+static int check_run_attrs(hid_t f, const char *path, struct akt_error *e)
+{
+    if (H5Lexists(f, "runs", H5P_DEFAULT) <= 0)
+        return 0; /* akt_results_open reports the missing group */
+    hid_t runs = H5Gopen2(f, "runs", H5P_DEFAULT);
+    if (runs < 0)
+        return 0;
+    struct attrs_ctx c = {.path = path, .e = e};
+    hsize_t idx = 0;
+    herr_t it = H5Literate(runs, H5_INDEX_NAME, H5_ITER_INC, &idx, run_attrs_one, &c);
+    int bad = akt__h5_close(runs) < 0;
+    if (!c.rc && (it < 0 || bad)) {
+        char w[700];
+        snprintf(w, sizeof w, "%s:/runs", path);
+        c.rc = akt_error_set(e, AKT_EFORMAT, w, "cannot list the runs (corrupt file?)");
+    }
+    return c.rc;
+}
+
 static int check_existing(hid_t f, const char *path, struct akt_error *e)
 {
     char w[700];
@@ -278,14 +326,10 @@ static int check_existing(hid_t f, const char *path, struct akt_error *e)
         return akt_error_set(e, AKT_EFORMAT, w,
                              "an HDF5 file, but not an akt results file (no root attribute "
                              "'akt_schema_version'); choose another output path");
-    hid_t a = H5Aopen(f, "akt_schema_version", H5P_DEFAULT);
-    hid_t t = a < 0 ? -1 : H5Aget_type(a);
     long long v = 0;
-    int ok = t >= 0 && H5Tget_class(t) == H5T_INTEGER && H5Aread(a, H5T_NATIVE_LLONG, &v) >= 0;
-    if ((akt__h5_close(t) | akt__h5_close(a)) < 0)
-        ok = 0;
-    if (!ok)
-        return akt_error_set(e, AKT_EFORMAT, w, "attribute 'akt_schema_version' is not an integer");
+    int rc = akt__h5_read_num(f, w, "akt_schema_version", H5T_NATIVE_LLONG, 1, &v, 1, e);
+    if (rc)
+        return rc;
     if (v > AKT_RESULTS_SCHEMA)
         return akt_error_set(e, AKT_EFORMAT, w,
                              "akt_schema_version is %lld: written by a newer akt (this one "
@@ -293,7 +337,7 @@ static int check_existing(hid_t f, const char *path, struct akt_error *e)
     if (v < 1)
         return akt_error_set(e, AKT_EFORMAT, w, "akt_schema_version is %lld, expected 1..%d", v,
                              AKT_RESULTS_SCHEMA);
-    return 0;
+    return check_run_attrs(f, path, e);
 }
 
 int akt_results_open(struct akt_results **out, const char *path, struct akt_error *e)

@@ -278,6 +278,8 @@ int akt_run_hessian(const char *path, const char *id, const struct akt_registry 
         goto done;
     }
     c.out_path[0] = 0;
+    if (o->batch > 0)
+        c.batch = o->batch; /* so akt__open_run checks the batch this analysis draws */
     akt_threads_set(c.threads);
     r = calloc(1, sizeof *r);
     AKT_ASSERT(r);
@@ -288,7 +290,7 @@ int akt_run_hessian(const char *path, const char *id, const struct akt_registry 
 
     res->probes = o->probes;
     res->eps = o->eps;
-    res->batch = o->batch > 0 ? o->batch : c.batch;
+    res->batch = c.batch;
     res->seed = o->seed >= 0 ? (uint64_t)o->seed : c.seed + 1;
     res->checkpoint_epoch = (int)ck;
 

@@ -152,6 +152,17 @@ static void *create(enum gen_method method, const struct akt_param_def *defs, in
         s->dm = param(v, defs, n, P_QM_DM) != 0;
         dm_dim = s->dm ? (int)param(v, defs, n, P_QM_DMDIM) : 0;
         einit = (int)param(v, defs, n, P_QM_EINIT);
+        /* A superposed batch holds batch x K slot rows of the latent (or
+         * dm_dim) width in about 12 buffers (noise, embedding, sum,
+         * standardised, mapped, weights, product and their gradients;
+         * 10 measured): refuse a K that cannot fit before any is made. */
+        int width = dm_dim > latent ? dm_dim : latent;
+        if (akt_mem_check("generator.K", s->K, 12.0 * 4.0 * h->batch * width, 0,
+                          "qimera's superposed slots (batch x K x width floats, 12 buffers)",
+                          e) != AKT_OK) {
+            free(s);
+            return NULL;
+        }
     } else if (method == GEN_ADADFQ) {
         s->beta = (float)param(v, defs, n, P_AD_BETA);
         s->alpha_ds = (float)param(v, defs, n, P_AD_ALPHA_DS);

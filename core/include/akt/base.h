@@ -57,8 +57,24 @@ void *akt_arena_alloc(struct akt_arena *a, size_t bytes); /* zeroed; aborts on O
 /* Same, contents undefined: for buffers the caller overwrites completely
  * (saves the zero-fill, a full extra pass over memory). */
 void *akt_arena_alloc_uninit(struct akt_arena *a, size_t bytes);
+/* The checked path for buffers whose size a user chose (a batch): makes
+ * room for `bytes` more now, in one block, and returns AKT_ENOMEM (e set,
+ * naming `what`) instead of aborting when the system refuses. Allocations
+ * that fit afterwards (until akt_arena_free) never allocate again. */
+int akt_arena_reserve(struct akt_arena *a, size_t bytes, const char *what, struct akt_error *e);
 void akt_arena_reset(struct akt_arena *a);                 /* keeps the blocks */
 void akt_arena_free(struct akt_arena *a);
+
+/* Memory planning for sizes a user chooses (batch, qimera's K, ...): the
+ * limit is AKT_MEM_LIMIT when set (bytes, or a number with a K, M, G or T
+ * suffix, powers of 1024), else the machine's physical memory.
+ * akt_mem_check returns 0 when fixed + value * per_unit bytes fit, else
+ * AKT_ENOMEM with e naming key, the estimate for `what`, the limit and the
+ * largest value that fits; AKT_EINVAL when AKT_MEM_LIMIT is not a size.
+ * Call it before allocating. */
+int akt_mem_limit(uint64_t *bytes, struct akt_error *e);
+int akt_mem_check(const char *key, int64_t value, double per_unit, double fixed,
+                  const char *what, struct akt_error *e);
 
 /* One RNG stream per run (xoshiro256**, seeded by splitmix64). Nothing in akt
  * calls rand(). */
