@@ -495,7 +495,7 @@ static void test_evaluate_refuses_huge_batch(void **state)
 {
     (void)state;
     struct akt_resnet m;
-    akt_resnet_init(&m, 10, AKT_SHORTCUT_PAD);
+    akt_resnet_init(&m, 20, 10, AKT_SHORTCUT_PAD);
     /* ResNet-20: 188416 conv outputs and 10 logits per image */
     double per = akt_resnet_eval_bytes(&m);
     assert_true(per == 4.0 * (4 * 188426.0 + 2 * 3072));

@@ -216,7 +216,7 @@ int akt_cmd_bench(int argc, char **argv)
     for (int bi = 0; bi < nb; bi++) {
         struct akt_resnet probe;
         struct akt_error e = {0};
-        akt_resnet_init(&probe, 10, AKT_SHORTCUT_CONV1X1);
+        akt_resnet_init(&probe, 20, 10, AKT_SHORTCUT_CONV1X1);
         int rc = akt_mem_check("--batch", batches[bi],
                                akt_resnet_train_bytes(&probe) + 4.0 * AKT_CIFAR_PIXELS, 0,
                                "a training step", &e);
