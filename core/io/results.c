@@ -572,6 +572,9 @@ int akt_results_close(struct akt_results *r, struct akt_error *e)
     return rc;
 }
 
+hid_t akt__results_file(struct akt_results *r) { return r->f; }
+hid_t akt__results_runs(struct akt_results *r) { return r->runs; }
+
 int akt_results_schema(struct akt_results *r)
 {
     double v = 0;
