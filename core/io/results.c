@@ -1,12 +1,13 @@
 /* Results files (schema: results/README.md). Every HDF5 call is checked and
  * errors name the file, the HDF5 path and the problem.
  *
- * Crash safety: the file keeps the default (earliest) format bounds, whose
- * superblock has no "open for writing" flag, so a file whose writer was
- * killed after its last H5Fflush reopens without h5clear. Metric rows are
- * appended in place (H5Dset_extent + a one-row hyperslab); the reader takes
- * min(rows of step, rows of value), so a row half-written before a crash is
- * simply not there. */
+ * Two ways to write: akt_results_open changes a file in place (HDF5 is not
+ * crash-safe, so only for files nothing depends on, e.g. in tests), and
+ * akt_results_edit/commit, which akt's commands use: the changes go to a
+ * private copy (an in-memory image for files up to 64 MiB, else a byte copy
+ * on disk) that replaces the file by rename (store.c). Metric rows are
+ * appended with H5Dset_extent + a one-row hyperslab; the reader takes
+ * min(rows of step, rows of value). */
 #include "akt/results.h"
 
 #include "h5attr.h"
