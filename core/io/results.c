@@ -522,9 +522,13 @@ static void free_handle(struct akt_results *r)
 
 int akt_results_commit(struct akt_results *r, struct akt_error *e)
 {
-    if (!r || !r->tmp)
-        return akt_error_set(e, AKT_EINVAL, r ? r->path : "results",
-                             "not opened with akt_results_edit");
+    if (!r)
+        return akt_error_set(e, AKT_EINVAL, "results", "no results file (NULL handle)");
+    if (!r->tmp) { /* the handle is consumed either way */
+        int rc = akt_error_set(e, AKT_EINVAL, r->path, "not opened with akt_results_edit");
+        akt_results_close(r, NULL);
+        return rc;
+    }
     int rc = 0;
     void *image = NULL;
     ssize_t n = 0;

@@ -34,7 +34,8 @@ int akt_results_open_read(struct akt_results **r, const char *path, struct akt_e
 /* Crash-consistent change: opens a private copy path.tmp of path (a byte
  * copy in large blocks, or a new results file when path does not exist) for
  * writing with the calls below. akt_results_commit closes it, fsyncs it,
- * renames it over path and fsyncs the folder; akt_results_discard (and
+ * renames it over path and fsyncs the folder (it consumes r, also when it
+ * fails); akt_results_discard (and
  * akt_results_close) drop it, leaving path as it was. Errors name path. */
 int akt_results_edit(struct akt_results **r, const char *path, struct akt_error *e);
 int akt_results_commit(struct akt_results *r, struct akt_error *e);
