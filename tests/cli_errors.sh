@@ -79,6 +79,49 @@ check_error "train: bad data format" 2 "format" "cifar100-coarse" -- \
 check_error "train: missing teacher" 1 "$tmp/no_teacher.h5" "No such file" -- \
     train --teacher "$tmp/no_teacher.h5" --data "$DATA" --generator gdfq --loss akt
 
+# --- silent wrong results (issue 14) ----------------------------------------
+TINY=(--teacher "$TEACHER" --data "$DATA" --epochs 1 --iters 1 --batch 2 --threads 1
+      --set warmup_epochs=0 --set tracker_epochs=1 --set eval_limit=10 --set eval_batch=10 --quiet)
+check_error "train: --out with an empty name" 2 "--out" "empty" -- \
+    train --generator gdfq --loss akt --out ""
+check_error "run: --out with an empty name" 2 "--out" "empty" -- \
+    run --out "" "$tmp/none.yaml"
+# the last --generator wins and --loss is kept, in either order
+run_akt train "${TINY[@]}" --generator gdfq --loss logit --generator qimera --out "$tmp/names.h5"
+why=()
+[ "$rc" -eq 0 ] || why+=("exit status $rc, want 0")
+cfg=$(h5dump -a /runs/run/config "$tmp/names.h5" 2>/dev/null)
+[[ $cfg == *"generator: qimera"* ]] || why+=("the stored config does not say 'generator: qimera'")
+[[ $cfg == *"loss: logit"* ]] || why+=("the stored config does not say 'loss: logit'")
+report "train: a repeated --generator: the last one wins, --loss is kept" "${why[@]}"
+
+# a FIFO is refused before it is opened (opening one blocks until a writer comes)
+mkfifo "$tmp/fifo"
+LIMIT=20 check_error "eval: --data is a FIFO" 1 "$tmp/fifo" "FIFO" -- \
+    eval --teacher "$TEACHER" --data "$tmp/fifo"
+LIMIT=20 check_error "eval: --teacher is a FIFO" 1 "$tmp/fifo" "FIFO" -- \
+    eval --teacher "$tmp/fifo" --data "$DATA"
+LIMIT=20 check_error "train: --out is a FIFO" 1 "$tmp/fifo" "FIFO" -- \
+    train "${TINY[@]}" --generator gdfq --loss akt --out "$tmp/fifo"
+LIMIT=20 check_error "merge: an input is a FIFO" 1 "$tmp/fifo" "FIFO" -- \
+    merge "$tmp/merged.h5" "$tmp/fifo"
+LIMIT=20 check_error "run: the experiment file is a FIFO" 1 "$tmp/fifo" "FIFO" -- \
+    run "$tmp/fifo" --dry-run
+why=()
+[ -e "$tmp/merged.h5" ] && why+=("$tmp/merged.h5 exists")
+[ -e "$tmp/merged.h5.d" ] && why+=("$tmp/merged.h5.d exists")
+[ -e "$tmp/fifo.h5.d" ] && why+=("$tmp/fifo.h5.d exists")
+report "merge: a refused input makes nothing" "${why[@]}"
+
+# YAML size and depth caps
+printf 'matrix: %s%s\n' "$(printf '[%.0s' $(seq 5000))" "$(printf ']%.0s' $(seq 5000))" \
+    >"$tmp/deep.yaml"
+LIMIT=20 check_error "run: YAML nested 5000 levels" 2 "$tmp/deep.yaml:1:" "nested more than 32" -- \
+    run "$tmp/deep.yaml" --dry-run
+head -c 5000000 /dev/zero | tr '\0' '#' >"$tmp/big.yaml"
+LIMIT=20 check_error "run: a 5 MB YAML file" 2 "$tmp/big.yaml" "larger than 4 MiB" -- \
+    run "$tmp/big.yaml" --dry-run
+
 # --- help -------------------------------------------------------------------
 check_help "akt --help" eval -- --help
 check_help "akt eval --help" --teacher --data -- eval --help

@@ -44,7 +44,7 @@ report() { # report DESC [REASON...]: ok when no reason is given
 akt_env=()
 run_akt() { # stdout, stderr and status into $tmp/out, $tmp/err, $rc
     last_cmd="${akt_env[*]}${akt_env[*]:+ }akt $*"
-    timeout 600 env "${akt_env[@]}" "$AKT" "$@" >"$tmp/out" 2>"$tmp/err"
+    timeout "${LIMIT:-600}" env "${akt_env[@]}" "$AKT" "$@" >"$tmp/out" 2>"$tmp/err"
     rc=$?
 }
 

@@ -323,14 +323,23 @@ static void test_resume_after_sigkill(void **s)
     assert_true(WIFSIGNALED(st) || (WIFEXITED(st) && WEXITSTATUS(st) == 128 + SIGKILL));
     struct akt_error e = {0};
     struct akt_results *res;
-    assert_int_equal(akt_results_open(&res, b, &e), 0);
+    /* what a killed run leaves: the results file was never made; the run
+     * file OUT.h5.d/run.h5 holds epoch 0 and its checkpoint */
+    assert_int_equal(access(b, F_OK), -1);
+    char side[1100];
+    assert_int_equal(akt_results_run_file(b, "run", side, sizeof side), 0);
+    assert_int_equal(akt_results_open_read(&res, side, &e), 0);
     char status[32];
     akt_results_get_status(res, "run", status, sizeof status);
-    assert_string_equal(status, "running"); /* what a killed run leaves */
+    assert_string_equal(status, "running");
     assert_int_equal(akt_results_rows(res, "run", "top1"), 1);
+    double ck = 0;
+    assert_int_equal(akt_results_get_attr(res, "run", "checkpoint_epoch", &ck), 0);
+    assert_true(ck == 1);
     akt_results_close(res, &e);
 
     assert_int_equal(akt_cli(b, NULL), 0); /* resumes */
+    assert_int_equal(access(side, F_OK), -1); /* committed into b, run file gone */
     for (int k = 0; k < 7; k++) {
         assert_int_equal(read_metric(a, "run", names[k], ref[k], 8), 3);
         assert_int_equal(read_metric(b, "run", names[k], got[k], 8), 3);

@@ -412,7 +412,7 @@ check_error "missing results file" 1 "$tmp/none.h5" "No such file" -- table "$tm
 why=()
 [ -e "$tmp/none.h5" ] && why+=("$tmp/none.h5 exists")
 report "a missing results file is not created" "${why[@]}"
-check_error "a file that is not HDF5" 1 "$tmp/text.h5" "not HDF5" -- table "$tmp/text.h5"
+check_error "a file that is not HDF5" 1 "$tmp/text.h5" "not an HDF5 file" -- table "$tmp/text.h5"
 check_error "an HDF5 file that is not a results file" 1 "$TEACHER" "akt_schema_version" -- \
     table "$TEACHER"
 check_error "unknown metric" 1 "$H5" "'nosuch'" "top1" "loss_q" -- table "$H5" --metric nosuch

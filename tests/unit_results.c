@@ -463,8 +463,9 @@ static void test_usage_errors(void **state)
     assert_int_equal(H5Fget_obj_count((hid_t)H5F_OBJ_ALL, H5F_OBJ_ALL), 0);
 }
 
-/* A child writes and flushes 3 rows, then dies by SIGKILL without closing:
- * the file must reopen with the 3 rows. */
+/* The in-place API (akt_results_open): a child writes and flushes 3 rows,
+ * then dies by SIGKILL without closing: the file must reopen with the 3
+ * rows. (akt's commands never write in place: test_atomic_edit.) */
 static void test_crash_safety(void **state)
 {
     (void)state;
@@ -516,6 +517,112 @@ static void test_crash_safety(void **state)
     CHECK(akt_results_append(r, "crashy", "top1", 3, &v, 1, &e_));
     CHECK(akt_results_set_status(r, "crashy", "interrupted", "killed", &e_));
     CHECK(akt_results_close(r, &e_));
+}
+
+static int same_bytes(const char *a, const char *b)
+{
+    FILE *x = fopen(a, "rb"), *y = fopen(b, "rb");
+    int same = x && y;
+    for (int c = 0, d = 0; same && (c != EOF || d != EOF);) {
+        c = fgetc(x);
+        d = fgetc(y);
+        same = c == d;
+    }
+    if (x)
+        fclose(x);
+    if (y)
+        fclose(y);
+    return same;
+}
+
+static void copy_path(const char *from, const char *to)
+{
+    FILE *x = fopen(from, "rb"), *y = fopen(to, "wb");
+    assert_true(x && y);
+    for (int c; (c = fgetc(x)) != EOF;)
+        fputc(c, y);
+    fclose(x);
+    fclose(y);
+}
+
+/* akt_results_edit / commit / discard, in memory and on disk: a discarded
+ * or unfinished edit leaves the file byte for byte as it was, a commit
+ * replaces it whole; copy_run, delete, open_read; the writer lock. */
+static void edit_once(const char *mem_max)
+{
+    setenv("AKT_RESULTS_MEM_EDIT_MAX", mem_max, 1);
+    char path[512], tmp[600], keep[512], other[512];
+    path_of(path, sizeof path, "edit.h5");
+    path_of(keep, sizeof keep, "edit.keep");
+    path_of(other, sizeof other, "other.h5");
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    remove(path);
+    struct akt_results *r = NULL;
+    /* a new file exists only once committed */
+    CHECK(akt_results_edit(&r, path, &e_));
+    CHECK(akt_results_run(r, "a", "id: a\n", &e_));
+    akt_results_discard(r);
+    assert_int_equal(access(path, F_OK), -1);
+    assert_int_equal(access(tmp, F_OK), -1);
+    CHECK(akt_results_edit(&r, path, &e_));
+    CHECK(akt_results_run(r, "a", "id: a\n", &e_));
+    double v = 1;
+    CHECK(akt_results_append(r, "a", "top1", 0, &v, 1, &e_));
+    CHECK(akt_results_commit(r, &e_));
+    assert_int_equal(access(tmp, F_OK), -1);
+    copy_path(path, keep);
+    /* changes in an edit are invisible until the commit */
+    CHECK(akt_results_edit(&r, path, &e_));
+    v = 2;
+    CHECK(akt_results_append(r, "a", "top1", 1, &v, 1, &e_));
+    CHECK(akt_results_delete(r, "a", "metrics/top1", &e_));
+    CHECK(akt_results_close(r, &e_)); /* close without commit = discard */
+    assert_true(same_bytes(path, keep));
+    CHECK(akt_results_edit(&r, path, &e_));
+    CHECK(akt_results_append(r, "a", "top1", 1, &v, 1, &e_));
+    CHECK(akt_results_set_attr(r, "a", "x", 3, &e_));
+    CHECK(akt_results_delete_attr(r, "a", "x", &e_));
+    CHECK(akt_results_delete_attr(r, "a", "never_there", &e_));
+    CHECK(akt_results_commit(r, &e_));
+    struct akt_results *ro = NULL;
+    CHECK(akt_results_open_read(&ro, path, &e_));
+    assert_int_equal(akt_results_rows(ro, "a", "top1"), 2);
+    assert_int_equal(akt_results_schema(ro), AKT_RESULTS_SCHEMA);
+    double x;
+    assert_true(akt_results_get_attr(ro, "a", "x", &x) < 0);
+    /* a run copied into another file, whole */
+    remove(other);
+    struct akt_results *o = NULL;
+    CHECK(akt_results_edit(&o, other, &e_));
+    CHECK(akt_results_copy_run(o, ro, "a", &e_));
+    CHECK(akt_results_commit(o, &e_));
+    CHECK(akt_results_close(ro, &e_));
+    CHECK(akt_results_open_read(&o, other, &e_));
+    assert_int_equal(akt_results_rows(o, "a", "top1"), 2);
+    struct akt_error e = {0};
+    expect_error(akt_results_commit(o, &e), AKT_EINVAL, &e, other, "akt_results_edit");
+    unsetenv("AKT_RESULTS_MEM_EDIT_MAX");
+}
+
+static void test_atomic_edit(void **state)
+{
+    (void)state;
+    edit_once("67108864"); /* in memory */
+    edit_once("0");        /* a byte copy edited on disk */
+    char path[512], side[600];
+    path_of(path, sizeof path, "locked.h5");
+    assert_int_equal(akt_results_run_file(path, "r1", side, sizeof side), 0);
+    assert_non_null(strstr(side, "locked.h5.d/r1.h5"));
+    struct akt_results_lock *l1 = NULL, *l2 = NULL;
+    CHECK(akt_results_lock(&l1, path, &e_));
+    struct akt_error e = {0};
+    char pid[32];
+    snprintf(pid, sizeof pid, "pid %ld", (long)getpid());
+    expect_error(akt_results_lock(&l2, path, &e), AKT_EIO, &e, "another akt process", pid);
+    assert_null(l2);
+    akt_results_unlock(l1);
+    CHECK(akt_results_lock(&l2, path, &e_)); /* free again */
+    akt_results_unlock(l2);
 }
 
 /* Runs cmd (stdout+stderr to out); returns its exit status. */
@@ -707,7 +814,7 @@ static void test_read_only(void **state)
     assert_non_null(fp);
     fputs("id,top1\n", fp);
     fclose(fp);
-    expect_error(akt_results_open_read(&r, path, &e), AKT_EFORMAT, &e, path, "not HDF5");
+    expect_error(akt_results_open_read(&r, path, &e), AKT_EFORMAT, &e, path, "not an HDF5 file");
     path_of(path, sizeof path, "read_only_other.h5");
     hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     assert_true(f >= 0);
@@ -724,6 +831,7 @@ int main(void)
         cmocka_unit_test(test_open_errors),
         cmocka_unit_test(test_usage_errors),
         cmocka_unit_test(test_crash_safety),
+        cmocka_unit_test(test_atomic_edit),
         cmocka_unit_test(test_tools_read_the_file),
         cmocka_unit_test(test_read_only),
     };

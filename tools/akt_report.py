@@ -19,8 +19,8 @@ import os
 import re
 import sys
 
-# Read a file that `akt run` is still writing (it flushes every epoch): HDF5's
-# file lock would otherwise refuse to open it.
+# akt replaces results files atomically, so opening one akt is writing is safe;
+# without HDF5's file lock a reader never waits for (or blocks) a writer.
 os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 
 try:
@@ -29,7 +29,7 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the machine
     sys.exit(f"akt_report: error: {e} (run with /usr/bin/python3; Debian: python3-h5py python3-numpy)")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # ImageNet statistics, the normalisation of the shared CIFAR-10 teacher; used
 # only with --scale meanstd (the results file does not store the teacher's).
 DEFAULT_MEAN = (0.485, 0.456, 0.406)
@@ -117,24 +117,39 @@ class Run:
         return 0
 
 
+def read_file(path):
+    """The runs of one results file (a run file of OUT.h5.d/ too)."""
+    try:
+        f = h5py.File(path, "r")
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"akt_report: error: {path}: cannot open as HDF5: {e}")
+    with f:
+        if "akt_schema_version" not in f.attrs:
+            raise SystemExit(f"akt_report: error: {path}: not an akt results file "
+                             "(no akt_schema_version)")
+        version = int(np.asarray(f.attrs["akt_schema_version"]).ravel()[0])
+        if version > SCHEMA_VERSION:
+            raise SystemExit(f"akt_report: error: {path}: schema version {version} is newer "
+                             f"than this tool's {SCHEMA_VERSION}")
+        if "runs" not in f:
+            raise SystemExit(f"akt_report: error: {path}: no runs/ group")
+        return [Run(path, rid, grp) for rid, grp in f["runs"].items()]
+
+
 def load(paths):
     runs = []
     for i, path in enumerate(paths):
-        try:
-            f = h5py.File(path, "r")
-        except (OSError, ValueError) as e:
-            raise SystemExit(f"akt_report: error: {path}: cannot open as HDF5: {e}")
-        with f:
-            if "akt_schema_version" not in f.attrs:
-                raise SystemExit(f"akt_report: error: {path}: not an akt results file "
-                                 "(no akt_schema_version)")
-            version = int(np.asarray(f.attrs["akt_schema_version"]).ravel()[0])
-            if version > SCHEMA_VERSION:
-                raise SystemExit(f"akt_report: error: {path}: schema version {version} is newer "
-                                 f"than this tool's {SCHEMA_VERSION}")
-            if "runs" not in f:
-                raise SystemExit(f"akt_report: error: {path}: no runs/ group")
-            file_runs = [Run(path, rid, grp) for rid, grp in f["runs"].items()]
+        file_runs = {r.id: r for r in read_file(path)}
+        # runs in progress (or killed) live in PATH.d/<id>.h5, newer than
+        # any copy in PATH (results/README.md, "Crash safety")
+        side = path + ".d"
+        if os.path.isdir(side):
+            for name in sorted(os.listdir(side)):
+                if name.endswith(".h5"):
+                    for r in read_file(os.path.join(side, name)):
+                        r.path = path
+                        file_runs[r.id] = r
+        file_runs = list(file_runs.values())
         file_runs.sort(key=lambda r: (r.created, r.id))  # creation order, not h5py's alphabetical
         runs.extend((i, r) for r in file_runs)
     # The same id with the same config in several files (shards, merged copies)

@@ -7,7 +7,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -320,6 +322,32 @@ int akt_env_flag(const char *name)
 {
     const char *e = getenv(name);
     return e && *e && strcmp(e, "0") != 0;
+}
+
+int akt_file_check(const char *path, int *exists, struct akt_error *e)
+{
+    struct stat st;
+    if (exists)
+        *exists = 0;
+    if (!path || !*path)
+        return akt_error_set(e, AKT_EINVAL, "path", "empty file name");
+    if (stat(path, &st) != 0) {
+        if (errno == ENOENT && exists)
+            return 0;
+        return akt_error_set(e, AKT_EIO, path, "cannot open: %s", strerror(errno));
+    }
+    if (S_ISDIR(st.st_mode))
+        return akt_error_set(e, AKT_EIO, path, "is a directory, expected a file");
+    if (!S_ISREG(st.st_mode))
+        return akt_error_set(e, AKT_EIO, path,
+                             "is not a regular file (%s); akt reads and writes regular files only",
+                             S_ISFIFO(st.st_mode)   ? "a FIFO"
+                             : S_ISSOCK(st.st_mode) ? "a socket"
+                             : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
+                                                                          : "a special file");
+    if (exists)
+        *exists = 1;
+    return 0;
 }
 
 double akt_time_ms(void)

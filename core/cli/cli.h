@@ -15,6 +15,7 @@ int akt_cmd_plugins(int argc, char **argv);
 int akt_cmd_hessian(int argc, char **argv);
 int akt_cmd_export(int argc, char **argv);
 int akt_cmd_table(int argc, char **argv);
+int akt_cmd_status(int argc, char **argv);
 
 /* Shared helpers (cli/main.c). */
 int akt_cli_fail(const struct akt_error *e);            /* prints, returns 1 */

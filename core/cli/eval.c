@@ -163,6 +163,8 @@ int akt_cmd_eval(int argc, char **argv)
         /* name the file the mismatch comes from */
         if (!strcmp(e.where, "dataset"))
             snprintf(e.where, sizeof e.where, "%.500s", data);
+        else if (!strcmp(e.where, "evaluation")) /* non-finite logits */
+            snprintf(e.where, sizeof e.where, "teacher %.480s: evaluation", teacher);
     }
     akt_dataset_free(&d);
     char arch[32];

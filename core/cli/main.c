@@ -41,6 +41,8 @@ static const char *USAGE =
     "  run     every run of a YAML experiment matrix (experiments/README.md)\n"
     "  merge   merge results files (e.g. the shards of 'akt run --shard') into one\n"
     "  table   a results file as a CSV, JSON or Markdown table (one row per run)\n"
+    "  status  where each run of a results file or experiment stands (done, running,\n"
+    "          killed, failed with its message, not started)\n"
     "  plugins list the generator and loss plugins and their parameters\n"
     "  hessian Hessian trace of a stored run's student loss (per layer and total)\n"
     "  export  a finished run's quantized student as ONNX (QDQ) or for PyTorch\n"
@@ -163,6 +165,8 @@ int main(int argc, char **argv)
         return akt_cmd_export(argc - 1, argv + 1);
     if (!strcmp(cmd, "table"))
         return akt_cmd_table(argc - 1, argv + 1);
+    if (!strcmp(cmd, "status"))
+        return akt_cmd_status(argc - 1, argv + 1);
     fprintf(stderr, "akt: error: unknown command '%s' (see 'akt --help')\n", cmd);
     return 2;
 }

@@ -168,7 +168,11 @@ static int run_main(int argc, char **argv)
     int ch;
     while ((ch = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (ch) {
-        case 'o': out = optarg; break;
+        case 'o':
+            if (!*optarg)
+                return akt_cli_usage_error("run", "--out needs a file name, got an empty one");
+            out = optarg;
+            break;
         case 'n': dry = 1; break;
         case 'j':
             if (akt_cli_int("run", "--threads", optarg, 1, 256, &threads))
@@ -261,12 +265,14 @@ static int run_main(int argc, char **argv)
         oc[i] = (struct outcome){-1, -1, ST_NOT_RUN};
     /* runs already done in the results file. Under MPI a rank that fails
      * here still takes part in the collective calls below (no hang). */
-    int failed = 0, open_failed = 0;
-    struct akt_results *res_file;
-    if ((rc = akt_results_open(&res_file, out, &e))) {
+    int failed = 0, open_failed = 0, out_exists = 0;
+    struct akt_results *res_file = NULL;
+    /* read only: every write goes through akt_run_train, under the lock */
+    if ((rc = akt_file_check(out, &out_exists, &e)) ||
+        (out_exists && (rc = akt_results_open_read(&res_file, out, &e)))) {
         akt_cli_fail(&e);
         open_failed = 1;
-    } else {
+    } else if (res_file) {
         for (int i = 0; i < x.n_runs; i++) {
             char status[32];
             const char *id = x.runs[i].config.id;

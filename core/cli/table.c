@@ -590,7 +590,7 @@ static void out_end(struct out *o)
 
 /* Checks that metric is in at least one run, unless no run has any metric
  * yet (a sweep that just started); the error lists the metrics there are. */
-static int check_metric(struct akt_results *res, const char *path, char **ids, int n_ids,
+static int check_metric(struct akt_results *const *hs, const char *path, char **ids, int n_ids,
                         const char *metric, int found, struct akt_error *e)
 {
     if (found)
@@ -601,7 +601,7 @@ static int check_metric(struct akt_results *res, const char *path, char **ids, i
     for (int i = 0; i < n_ids && !rc; i++) {
         char **names;
         int n;
-        if ((rc = akt_results_metric_names(res, ids[i], &names, &n, e)))
+        if ((rc = akt_results_metric_names(hs[i], ids[i], &names, &n, e)))
             break;
         for (int k = 0; k < n && !all.oom; k++) {
             char item[300];
@@ -625,7 +625,7 @@ static int check_metric(struct akt_results *res, const char *path, char **ids, i
     return rc;
 }
 
-static int table_wide(struct akt_results *res, const char *path, char **ids, int n_ids,
+static int table_wide(struct akt_results *const *hs, const char *path, char **ids, int n_ids,
                       const char *metric, int maximize, struct out *o, struct akt_error *e)
 {
     struct table t = {.path = path};
@@ -638,7 +638,7 @@ static int table_wide(struct akt_results *res, const char *path, char **ids, int
             rc = akt_error_set(e, AKT_ENOMEM, path, "out of memory");
             break;
         }
-        char *cfg = akt_results_run_str(res, ids[i], "config");
+        char *cfg = akt_results_run_str(hs[i], ids[i], "config");
         if (!cfg) {
             char w[800];
             snprintf(w, sizeof w, "%s:/runs/%s", path, ids[i]);
@@ -648,10 +648,10 @@ static int table_wide(struct akt_results *res, const char *path, char **ids, int
         rc = parse_config(&t, r, cfg, e);
         free(cfg);
         if (!rc)
-            rc = fill_results(&t, res, r, metric, maximize, &found, e);
+            rc = fill_results(&t, hs[i], r, metric, maximize, &found, e);
     }
     if (!rc)
-        rc = check_metric(res, path, ids, n_ids, metric, found, e);
+        rc = check_metric(hs, path, ids, n_ids, metric, found, e);
 
     const char *fixed[N_RES] = {"status", "status_message", "top1_fp", "top1_before", NULL,
                                 "best_epoch", NULL, "final_epoch"};
@@ -702,7 +702,7 @@ static int table_wide(struct akt_results *res, const char *path, char **ids, int
     return rc;
 }
 
-static int table_long(struct akt_results *res, const char *path, char **ids, int n_ids,
+static int table_long(struct akt_results *const *hs, const char *path, char **ids, int n_ids,
                       const char *only, struct out *o, struct akt_error *e)
 {
     static const char *const cols[] = {"id", "metric", "epoch", "value"};
@@ -716,7 +716,7 @@ static int table_long(struct akt_results *res, const char *path, char **ids, int
             if (names && (names[0] = strdup(only)))
                 n = 1;
         } else {
-            rc = akt_results_metric_names(res, ids[i], &names, &n, e);
+            rc = akt_results_metric_names(hs[i], ids[i], &names, &n, e);
         }
         if (!rc && only && n != 1)
             rc = akt_error_set(e, AKT_ENOMEM, path, "out of memory");
@@ -730,7 +730,7 @@ static int table_long(struct akt_results *res, const char *path, char **ids, int
             double *vals;
             int wide;
             struct cell mc = {0};
-            rc = read_series(res, w, ids[i], names[k], &steps, &vals, &rows, &wide, e);
+            rc = read_series(hs[i], w, ids[i], names[k], &steps, &vals, &rows, &wide, e);
             if (!rc && wide && only)
                 rc = akt_error_set(e, AKT_EINVAL, w, "a table of several columns per epoch; "
                                                      "--long lists per-epoch scalars");
@@ -751,7 +751,7 @@ static int table_long(struct akt_results *res, const char *path, char **ids, int
         akt_results_free_names(names, n);
     }
     if (!rc && only)
-        rc = check_metric(res, path, ids, n_ids, only, found, e);
+        rc = check_metric(hs, path, ids, n_ids, only, found, e);
     out_end(o);
     return rc;
 }
@@ -831,39 +831,35 @@ int akt_cmd_table(int argc, char **argv)
     const char *path = argv[optind];
 
     struct akt_error e = {0};
-    struct akt_results *res = NULL;
-    if (akt_results_open_read(&res, path, &e))
+    /* the results file and its runs in progress (path.d/) */
+    struct akt_results_view v;
+    if (akt_results_view_open(&v, path, &e))
         return akt_cli_fail(&e);
     /* --out naming the results file would overwrite the results */
     struct stat a, b;
     if (out_path && stat(out_path, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev &&
         a.st_ino == b.st_ino) {
-        akt_results_close(res, NULL);
+        akt_results_view_close(&v);
         akt_error_set(&e, AKT_EINVAL, out_path, "is the results file being read; choose another "
                                                 "--out");
         return akt_cli_fail(&e);
     }
-    char **ids = NULL;
-    int n_ids = 0;
+    char **ids = v.ids;
+    int n_ids = v.n, rc = 0;
     char *buf = NULL;
     size_t len = 0;
-    int rc = akt_results_run_ids(res, &ids, &n_ids, &e);
-    FILE *mem = rc ? NULL : open_memstream(&buf, &len);
+    FILE *mem = open_memstream(&buf, &len);
     if (!rc && !mem)
         rc = akt_error_set(&e, AKT_ENOMEM, path, "out of memory");
     if (!rc) {
         struct out o = {.f = mem, .fmt = fmt};
-        rc = long_form ? table_long(res, path, ids, n_ids, metric_given ? metric : NULL, &o, &e)
-                       : table_wide(res, path, ids, n_ids, metric, maximize, &o, &e);
+        rc = long_form ? table_long(v.where, path, ids, n_ids, metric_given ? metric : NULL, &o,
+                                    &e)
+                       : table_wide(v.where, path, ids, n_ids, metric, maximize, &o, &e);
     }
     if (mem && fclose(mem) != 0 && !rc)
         rc = akt_error_set(&e, AKT_ENOMEM, path, "out of memory");
-    akt_results_free_names(ids, n_ids);
-    struct akt_error e2 = {0};
-    if (akt_results_close(res, &e2) && !rc) {
-        e = e2;
-        rc = e2.code;
-    }
+    akt_results_view_close(&v);
     if (!rc)
         rc = write_output(out_path, buf ? buf : "", len, &e);
     free(buf);

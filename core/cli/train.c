@@ -103,7 +103,7 @@ int akt_cmd_train(int argc, char **argv)
         ['W'] = "wbits",   ['A'] = "abits", ['E'] = "epochs",   ['I'] = "iters",
         ['B'] = "batch",   ['S'] = "seed",  ['j'] = "threads",  ['o'] = "out",
         ['f'] = "format"};
-    struct setting names[2], sets[MAX_SETS];
+    struct setting names[2] = {{0}}, sets[MAX_SETS];
     char kv[MAX_SETS][512];
     const char *dirs[MAX_DIRS];
     int n_names = 0, n_sets = 0, n_dirs = 0, quiet = 0;
@@ -122,8 +122,15 @@ int akt_cmd_train(int argc, char **argv)
         case 't': teacher = optarg; break;
         case 'd': data = optarg; break;
         case 'g':
-        case 'l': names[n_names < 2 ? n_names++ : 1] = (struct setting){keys[ch], optarg, ""}; break;
-        case 'W': case 'A': case 'E': case 'I': case 'B': case 'S': case 'j': case 'o': case 'f':
+        case 'l': /* one slot each: the last --generator / --loss wins, like every option */
+            names[ch == 'l'] = (struct setting){keys[ch], optarg, ""};
+            break;
+        case 'o':
+            if (!*optarg)
+                return akt_cli_usage_error("train", "--out needs a file name, got an empty one");
+            sets[n_sets++] = (struct setting){keys[ch], optarg, ""};
+            break;
+        case 'W': case 'A': case 'E': case 'I': case 'B': case 'S': case 'j': case 'f':
             sets[n_sets++] = (struct setting){keys[ch], optarg, ""};
             break;
         case 's': {
@@ -148,13 +155,9 @@ int akt_cmd_train(int argc, char **argv)
     }
     if (optind < argc)
         return akt_cli_usage_error("train", "unexpected argument '%s'", argv[optind]);
-    int have_gen = 0, have_loss = 0;
-    for (int i = 0; i < n_names; i++) {
-        have_gen |= names[i].key[0] == 'g';
-        have_loss |= names[i].key[0] == 'l';
-    }
-    if (!have_gen) return akt_cli_usage_error("train", "--generator is required");
-    if (!have_loss) return akt_cli_usage_error("train", "--loss is required");
+    if (!names[0].key) return akt_cli_usage_error("train", "--generator is required");
+    if (!names[1].key) return akt_cli_usage_error("train", "--loss is required");
+    n_names = 2;
     if (!teacher) return akt_cli_usage_error("train", "--teacher is required (or set AKT_DATA)");
     if (!data) return akt_cli_usage_error("train", "--data is required (or set AKT_DATA)");
 

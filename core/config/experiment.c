@@ -20,6 +20,10 @@
 #include <yaml.h>
 
 #define MAX_RUNS 10000
+/* Input limits: an experiment is a few kilobytes and four levels deep; these
+ * keep a hostile file from taking minutes or gigabytes in the parser. */
+#define MAX_BYTES (4 << 20)
+#define MAX_DEPTH 32
 #define ID_MAX 100 /* generated ids longer than this end in a hash */
 
 /* A key: value pair as written. text is the value (a list joined with ","),
@@ -319,6 +323,8 @@ static int read_entries(struct parse *p, const yaml_node_t *n, const char *kind,
     if (n->type != YAML_SEQUENCE_NODE)
         return err_at(p, mark_where(p, n), kind, "must be a list of maps, got %s", node_kind(n));
     int k = (int)(n->data.sequence.items.top - n->data.sequence.items.start);
+    if (k > MAX_RUNS)
+        return err_at(p, mark_where(p, n), kind, "%d entries; at most %d runs", k, MAX_RUNS);
     *out = akt_arena_alloc(p->arena, (size_t)(k + 1) * sizeof **out);
     for (int i = 0; i < k; i++) {
         yaml_node_t *it = node(p, n->data.sequence.items.start[i]);
@@ -742,6 +748,66 @@ static int yaml_error(const yaml_parser_t *ps, const char *path, struct akt_erro
                          ps->context ? ps->context : "");
 }
 
+/* The whole file, refused past MAX_BYTES. */
+static int read_capped(FILE *f, const char *path, unsigned char **text, size_t *len,
+                       struct akt_error *e)
+{
+    unsigned char *b = malloc(MAX_BYTES + 1);
+    if (!b)
+        return akt_error_set(e, AKT_ENOMEM, path, "out of memory");
+    size_t n = fread(b, 1, MAX_BYTES + 1, f);
+    if (ferror(f)) {
+        free(b);
+        return akt_error_set(e, AKT_EIO, path, "read failed: %s", strerror(errno));
+    }
+    if (n > MAX_BYTES) {
+        free(b);
+        return akt_error_set(e, AKT_EINVAL, path,
+                             "larger than %d MiB: not an experiment file (the matrix expands "
+                             "into the runs; at most %d of them)", MAX_BYTES >> 20, MAX_RUNS);
+    }
+    *text = b;
+    *len = n;
+    return 0;
+}
+
+/* Nesting deeper than MAX_DEPTH is refused from libyaml's event stream,
+ * before a document tree is built (whose cost grows with the depth). */
+static int check_depth(const unsigned char *text, size_t len, const char *path,
+                       struct akt_error *e)
+{
+    yaml_parser_t ps;
+    if (!yaml_parser_initialize(&ps))
+        return akt_error_set(e, AKT_ENOMEM, path, "cannot initialise the YAML parser");
+    yaml_parser_set_input_string(&ps, text, len);
+    int depth = 0, rc = 0;
+    for (;;) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&ps, &ev)) {
+            rc = 0; /* the document load reports syntax errors with their place */
+            break;
+        }
+        yaml_event_type_t t = ev.type;
+        if (t == YAML_SEQUENCE_START_EVENT || t == YAML_MAPPING_START_EVENT)
+            depth++;
+        else if (t == YAML_SEQUENCE_END_EVENT || t == YAML_MAPPING_END_EVENT)
+            depth--;
+        if (depth > MAX_DEPTH) {
+            char w[512];
+            snprintf(w, sizeof w, "%s:%lu:%lu", path, (unsigned long)ev.start_mark.line + 1,
+                     (unsigned long)ev.start_mark.column + 1);
+            rc = akt_error_set(e, AKT_EINVAL, w,
+                               "nested more than %d levels deep: not an experiment file (it "
+                               "needs 4)", MAX_DEPTH);
+        }
+        yaml_event_delete(&ev);
+        if (rc || t == YAML_STREAM_END_EVENT)
+            break;
+    }
+    yaml_parser_delete(&ps);
+    return rc;
+}
+
 int akt_experiment_load(struct akt_experiment *x, const char *path,
                         const struct akt_registry *reg, const char *data_root,
                         struct akt_error *e)
@@ -749,9 +815,19 @@ int akt_experiment_load(struct akt_experiment *x, const char *path,
     memset(x, 0, sizeof *x);
     if (strlen(path) >= sizeof x->path)
         return akt_error_set(e, AKT_EINVAL, path, "path too long");
+    int rc = akt_file_check(path, NULL, e); /* a FIFO would block the read */
+    if (rc)
+        return rc;
     FILE *f = fopen(path, "rb");
     if (!f)
         return akt_error_set(e, AKT_EIO, path, "cannot open: %s", strerror(errno));
+    unsigned char *text = NULL;
+    size_t len = 0;
+    if ((rc = read_capped(f, path, &text, &len, e)) || (rc = check_depth(text, len, path, e))) {
+        free(text);
+        fclose(f);
+        return rc;
+    }
     snprintf(x->path, sizeof x->path, "%s", path);
     akt_arena_init(&x->arena, 1 << 16);
 
@@ -774,13 +850,14 @@ int akt_experiment_load(struct akt_experiment *x, const char *path,
 
     yaml_parser_t ps;
     yaml_document_t doc, extra;
-    int rc = 0, have_doc = 0;
+    int have_doc = 0;
     if (!yaml_parser_initialize(&ps)) {
+        free(text);
         fclose(f);
         akt_arena_free(&x->arena);
         return akt_error_set(e, AKT_ENOMEM, path, "cannot initialise the YAML parser");
     }
-    yaml_parser_set_input_file(&ps, f);
+    yaml_parser_set_input_string(&ps, text, len);
     if (!yaml_parser_load(&ps, &doc)) {
         rc = yaml_error(&ps, path, e);
     } else {
@@ -807,6 +884,7 @@ int akt_experiment_load(struct akt_experiment *x, const char *path,
     if (have_doc)
         yaml_document_delete(&doc);
     yaml_parser_delete(&ps);
+    free(text);
     fclose(f);
     if (rc)
         akt_experiment_free(x);

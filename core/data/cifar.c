@@ -161,10 +161,13 @@ int akt_cifar_load(struct akt_dataset *d, const char *path, enum akt_cifar_forma
         f != AKT_CIFAR100_COARSE)
         return akt_error_set(e, AKT_EINVAL, path, "unknown CIFAR format %d", (int)f);
 
+    int rc = akt_file_check(path, NULL, e); /* a FIFO would block the open */
+    if (rc)
+        return rc;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return akt_error_set(e, AKT_EIO, path, "cannot open: %s", strerror(errno));
-    int rc = load_fd(d, fd, path, f, e);
+    rc = load_fd(d, fd, path, f, e);
     close(fd);
     if (rc)
         akt_dataset_free(d); /* callers get an empty dataset on any failure */

@@ -37,6 +37,8 @@ static hid_t open_h5(const char *path, struct akt_error *e)
         akt_error_set(e, AKT_EIO, path, "is a directory, expected an HDF5 file");
         return -1;
     }
+    if (akt_file_check(path, NULL, e)) /* a FIFO would block the open */
+        return -1;
     if (H5Fis_hdf5(path) <= 0) {
         akt_error_set(e, AKT_EFORMAT, path, "not an HDF5 file (no HDF5 signature, %lld bytes)",
                       (long long)st.st_size);

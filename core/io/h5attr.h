@@ -54,4 +54,10 @@ char *akt__h5_attr_str(hid_t obj, const char *name);
  * (*v untouched then). */
 int akt__h5_attr_f64(hid_t obj, const char *name, double *v);
 
+/* The HDF5 file and /runs group behind a results handle (results.c), for
+ * merge.c's copies and root attributes. */
+struct akt_results;
+hid_t akt__results_file(struct akt_results *r);
+hid_t akt__results_runs(struct akt_results *r);
+
 #endif

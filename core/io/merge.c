@@ -12,11 +12,18 @@
  * copy is kept: a run whose status is "done" wins over one that is not;
  * between two unfinished runs the one with the later checkpoint wins; on a
  * tie the first one wins, OUT's own run (when OUT already exists) counting as
- * first, then the inputs in argument order. */
+ * first, then the inputs in argument order.
+ *
+ * Runs in progress (or killed) live in the run files FILE.d/<id>.h5 beside
+ * each file; they count as that file's copy of the run (newer than one in
+ * FILE itself). OUT is written like every results file akt writes: under
+ * its lock, as a private copy that replaces it atomically; OUT's own run
+ * files go once their runs are in OUT. */
 #include "akt/results.h"
 
 #include "h5attr.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <hdf5.h>
 #include <stdio.h>
@@ -25,13 +32,26 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* One run found somewhere: which file (-1 = OUT itself) and how good it is. */
+/* One run found somewhere: in which source and how good it is. */
 struct entry {
     char *id;
     char *config;
     char status[32];
     double ckpt;  /* checkpoint_epoch, 0 if absent */
-    int src;      /* index into the inputs, -1 for OUT's own copy */
+    int src;      /* index into the sources */
+};
+
+/* A file read: OUT, an input, or a run file beside one of them. */
+struct source {
+    char *path;
+    hid_t f;
+    int owner;     /* -1: OUT, else the input's index */
+    int run_file;  /* a FILE.d/<id>.h5 */
+};
+
+struct sources {
+    struct source *v;
+    int n, cap;
 };
 
 struct table {
@@ -82,13 +102,11 @@ static int check_merged_from(hid_t f, const char *w, struct akt_error *e)
 static hid_t open_results_ro(const char *path, struct akt_error *e, int *rc)
 {
     struct stat st;
-    *rc = 0;
+    *rc = akt_file_check(path, NULL, e); /* a FIFO would block the open */
+    if (*rc)
+        return -1;
     if (stat(path, &st) != 0) {
         *rc = akt_error_set(e, AKT_EIO, path, "cannot open: %s", strerror(errno));
-        return -1;
-    }
-    if (S_ISDIR(st.st_mode)) {
-        *rc = akt_error_set(e, AKT_EIO, path, "is a directory, expected a results file");
         return -1;
     }
     if (H5Fis_hdf5(path) <= 0) {
@@ -137,10 +155,8 @@ static hid_t open_results_ro(const char *path, struct akt_error *e, int *rc)
 
 struct scan_ctx {
     struct table *t;
-    const char *path;      /* the file being scanned */
-    const char *out;       /* OUT, and the inputs, to name the other file */
-    const char **in;
-    int src;
+    const struct sources *s;
+    int src;               /* the source being scanned */
     struct akt_error *e;
     int rc;
 };
@@ -159,8 +175,9 @@ static herr_t scan_one(hid_t runs, const char *name, const H5L_info_t *info, voi
 {
     (void)info;
     struct scan_ctx *c = data;
+    const struct source *me = &c->s->v[c->src];
     char w[1400];
-    snprintf(w, sizeof w, "%s:/runs/%s", c->path, name);
+    snprintf(w, sizeof w, "%s:/runs/%s", me->path, name);
     H5O_info_t oi;
     if (H5Oget_info_by_name(runs, name, &oi, H5P_DEFAULT) < 0 || oi.type != H5O_TYPE_GROUP) {
         c->rc = akt_error_set(c->e, AKT_EFORMAT, w, "not a group (malformed results file)");
@@ -193,15 +210,17 @@ static herr_t scan_one(hid_t runs, const char *name, const H5L_info_t *info, voi
     }
     struct entry *old = table_find(c->t, name);
     if (old) {
+        const struct source *o = &c->s->v[old->src];
         if (strcmp(old->config, n.config)) {
             c->rc = akt_error_set(c->e, AKT_EINVAL, w,
                                   "run '%s' is also in %s with a different configuration; "
-                                  "refusing to merge (nothing written)",
-                                  name, old->src < 0 ? c->out : c->in[old->src]);
+                                  "refusing to merge (nothing written)", name, o->path);
             free(n.config);
             return 1;
         }
-        if (better(&n, old)) {
+        /* a run file is the newest state of its file's run */
+        int newer = me->run_file && o->owner == me->owner;
+        if (newer || better(&n, old)) {
             snprintf(old->status, sizeof old->status, "%s", n.status);
             old->ckpt = n.ckpt;
             old->src = n.src;
@@ -230,16 +249,15 @@ static herr_t scan_one(hid_t runs, const char *name, const H5L_info_t *info, voi
     return 0;
 }
 
-/* Adds every run of file f (at path) to t; src -1 is OUT itself. */
-static int scan_file(struct table *t, hid_t f, const char *path, int src, const char *out,
-                     const char **in, struct akt_error *e)
+/* Adds every run of source src to t. */
+static int scan_file(struct table *t, const struct sources *s, int src, struct akt_error *e)
 {
     char w[1100];
-    snprintf(w, sizeof w, "%s:/runs", path);
-    hid_t runs = H5Gopen2(f, "runs", H5P_DEFAULT);
+    snprintf(w, sizeof w, "%s:/runs", s->v[src].path);
+    hid_t runs = H5Gopen2(s->v[src].f, "runs", H5P_DEFAULT);
     if (runs < 0)
         return akt_error_set(e, AKT_EFORMAT, w, "cannot be opened");
-    struct scan_ctx c = {.t = t, .path = path, .out = out, .in = in, .src = src, .e = e};
+    struct scan_ctx c = {.t = t, .s = s, .src = src, .e = e};
     hsize_t idx = 0;
     herr_t it = H5Literate(runs, H5_INDEX_NAME, H5_ITER_INC, &idx, scan_one, &c);
     H5Gclose(runs);
@@ -248,6 +266,90 @@ static int scan_file(struct table *t, hid_t f, const char *path, int src, const 
     if (it < 0)
         return akt_error_set(e, AKT_EFORMAT, w, "cannot list the runs (corrupt file?)");
     return 0;
+}
+
+/* Opens path as a source of owner and scans it. */
+static int add_source(struct sources *s, struct table *t, const char *path, int owner,
+                      int run_file, struct akt_error *e)
+{
+    if (s->n == s->cap) {
+        int cap = s->cap ? 2 * s->cap : 16;
+        struct source *v = realloc(s->v, (size_t)cap * sizeof *v);
+        if (!v)
+            return akt_error_set(e, AKT_ENOMEM, path, "out of memory");
+        s->v = v;
+        s->cap = cap;
+    }
+    int rc = 0;
+    hid_t f = open_results_ro(path, e, &rc);
+    if (rc)
+        return rc;
+    char *p = strdup(path);
+    if (!p) {
+        H5Fclose(f);
+        return akt_error_set(e, AKT_ENOMEM, path, "out of memory");
+    }
+    s->v[s->n++] = (struct source){.path = p, .f = f, .owner = owner, .run_file = run_file};
+    return scan_file(t, s, s->n - 1, e);
+}
+
+/* path (when it exists) and then its run files path.d/<id>.h5. */
+static int add_file(struct sources *s, struct table *t, const char *path, int owner,
+                    struct akt_error *e)
+{
+    int exists = 0, rc = akt_file_check(path, &exists, e);
+    if (!rc && exists)
+        rc = add_source(s, t, path, owner, 0, e);
+    char dir[1200];
+    if (rc || akt_results_run_dir(path, dir, sizeof dir))
+        return rc;
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0; /* no run in progress */
+    /* in name order, so the merge does not depend on the folder's order */
+    char **names = NULL;
+    int n = 0;
+    for (struct dirent *de; (de = readdir(d));) {
+        size_t l = strlen(de->d_name);
+        if (l > 3 && !strcmp(de->d_name + l - 3, ".h5")) {
+            char **v = realloc(names, (size_t)(n + 1) * sizeof *names);
+            if (!v || !(v[n] = strdup(de->d_name))) {
+                names = v ? v : names;
+                rc = akt_error_set(e, AKT_ENOMEM, dir, "out of memory");
+                break;
+            }
+            names = v;
+            n++;
+        }
+    }
+    closedir(d);
+    for (int i = 0; i < n && !rc; i++)
+        for (int j = i + 1; j < n; j++)
+            if (strcmp(names[i], names[j]) > 0) {
+                char *x = names[i];
+                names[i] = names[j];
+                names[j] = x;
+            }
+    for (int i = 0; i < n; i++) {
+        char p[1500];
+        snprintf(p, sizeof p, "%s/%s", dir, names[i]);
+        if (!rc)
+            rc = add_source(s, t, p, owner, 1, e);
+        free(names[i]);
+    }
+    free(names);
+    return rc;
+}
+
+static void sources_free(struct sources *s)
+{
+    for (int i = 0; i < s->n; i++) {
+        if (s->v[i].f >= 0)
+            H5Fclose(s->v[i].f);
+        free(s->v[i].path);
+    }
+    free(s->v);
+    memset(s, 0, sizeof *s);
 }
 
 /* Appends sources to the root attribute merged_from (1-D vlen UTF-8 strings). */
@@ -334,76 +436,74 @@ int akt_results_merge(const char *out, const char **in, int n, struct akt_error 
                 return akt_error_set(e, AKT_EINVAL, in[i], "given twice (also as %s)", in[j]);
     }
     struct table t = {0};
-    hid_t *f = calloc((size_t)n, sizeof *f);
-    if (!f)
-        return akt_error_set(e, AKT_ENOMEM, out, "out of memory");
-    for (int i = 0; i < n; i++)
-        f[i] = -1;
+    struct sources src = {0};
+    struct akt_results_lock *lock = NULL;
+    struct akt_results *h = NULL;
+    /* 0. the inputs alone first: a refusal there makes nothing, not even
+     * OUT's lock folder */
     int rc = 0;
-    hid_t fo = -1;
-
-    /* 1. read and check everything: OUT's own runs (if it exists), then the
-     * inputs in order */
-    struct stat st;
-    int out_exists = stat(out, &st) == 0;
-    if (out_exists) {
-        fo = open_results_ro(out, e, &rc);
+    for (int i = 0; i < n && !rc; i++) {
+        int exists = 0;
+        if (!(rc = akt_file_check(in[i], &exists, e)) && !exists)
+            rc = akt_error_set(e, AKT_EIO, in[i], "cannot open: %s", strerror(ENOENT));
         if (!rc)
-            rc = scan_file(&t, fo, out, -1, out, in, e);
+            rc = add_file(&src, &t, in[i], i, e);
+    }
+    int exists = 0;
+    if (!rc && !(rc = akt_file_check(out, &exists, e)) && exists) {
+        hid_t fo = open_results_ro(out, e, &rc);
         if (fo >= 0)
             H5Fclose(fo);
-        fo = -1;
     }
-    for (int i = 0; i < n && !rc; i++) {
-        f[i] = open_results_ro(in[i], e, &rc);
-        if (!rc)
-            rc = scan_file(&t, f[i], in[i], i, out, in, e);
-    }
+    sources_free(&src);
+    table_free(&t);
+    /* 1. read and check everything, under OUT's lock: OUT's own runs (in
+     * OUT and its run files), then the inputs in order */
+    if (!rc)
+        rc = akt_results_lock(&lock, out, e);
+    if (!rc)
+        rc = add_file(&src, &t, out, -1, e);
+    for (int i = 0; i < n && !rc; i++)
+        rc = add_file(&src, &t, in[i], i, e);
     if (rc)
         goto done;
 
-    /* 2. OUT with the root attributes akt_results_open gives a new file */
-    {
-        struct akt_results *r;
-        if ((rc = akt_results_open(&r, out, e)) || (rc = akt_results_close(r, e)))
-            goto done;
-    }
-    fo = H5Fopen(out, H5F_ACC_RDWR, H5P_DEFAULT);
-    hid_t runs_o = fo >= 0 ? H5Gopen2(fo, "runs", H5P_DEFAULT) : -1;
-    if (runs_o < 0) {
-        rc = akt_error_set(e, AKT_EIO, out, "cannot open for writing");
+    /* 2. OUT as a private copy (or a new results file), the chosen run
+     * groups copied in, then one atomic replacement */
+    if ((rc = akt_results_edit(&h, out, e)))
         goto done;
-    }
-
-    /* 3. copy the chosen run groups */
     for (int k = 0; k < t.n && !rc; k++) {
         const struct entry *x = &t.v[k];
-        if (x->src < 0)
+        const struct source *sx = &src.v[x->src];
+        if (sx->owner < 0 && !sx->run_file)
             continue; /* OUT's own copy is the one kept */
-        char w[1400];
+        char w[1400], from[1100];
         snprintf(w, sizeof w, "%s:/runs/%s", out, x->id);
-        if (H5Lexists(runs_o, x->id, H5P_DEFAULT) > 0 && H5Ldelete(runs_o, x->id, H5P_DEFAULT) < 0) {
+        snprintf(from, sizeof from, "/runs/%s", x->id);
+        hid_t runs_o = akt__results_runs(h);
+        if ((H5Lexists(runs_o, x->id, H5P_DEFAULT) > 0 && H5Ldelete(runs_o, x->id, H5P_DEFAULT) < 0))
             rc = akt_error_set(e, AKT_EIO, w, "cannot replace the unfinished run");
-            break;
-        }
-        char src[1100];
-        snprintf(src, sizeof src, "/runs/%s", x->id);
-        if (H5Ocopy(f[x->src], src, runs_o, x->id, H5P_DEFAULT, H5P_DEFAULT) < 0)
+        else if (H5Ocopy(sx->f, from, runs_o, x->id, H5P_DEFAULT, H5P_DEFAULT) < 0)
             rc = akt_error_set(e, AKT_EIO, w, "copying the run from %s failed (disk full?)",
-                               in[x->src]);
+                               sx->path);
     }
-    if (!rc && add_merged_from(fo, in, n) < 0)
+    if (!rc && add_merged_from(akt__results_file(h), in, n) < 0)
         rc = akt_error_set(e, AKT_EIO, out, "writing the root attribute 'merged_from' failed");
-    if (H5Gclose(runs_o) < 0 && !rc)
-        rc = akt_error_set(e, AKT_EIO, out, "closing /runs failed");
-    if (H5Fclose(fo) < 0 && !rc)
-        rc = akt_error_set(e, AKT_EIO, out, "closing the merged file failed (disk full?)");
-    fo = -1;
+    if (!rc) {
+        rc = akt_results_commit(h, e);
+        h = NULL;
+    }
+    /* 3. OUT's run files: every one of their runs is in OUT now */
+    for (int i = 0; i < src.n && !rc; i++)
+        if (src.v[i].owner < 0 && src.v[i].run_file) {
+            H5Fclose(src.v[i].f);
+            src.v[i].f = -1;
+            rc = akt_results_remove(src.v[i].path, e);
+        }
 done:
-    for (int i = 0; i < n; i++)
-        if (f[i] >= 0)
-            H5Fclose(f[i]);
-    free(f);
+    akt_results_discard(h);
+    sources_free(&src);
+    akt_results_unlock(lock);
     table_free(&t);
     return rc;
 }

@@ -1,17 +1,20 @@
 /* Results files (schema: results/README.md). Every HDF5 call is checked and
  * errors name the file, the HDF5 path and the problem.
  *
- * Crash safety: the file keeps the default (earliest) format bounds, whose
- * superblock has no "open for writing" flag, so a file whose writer was
- * killed after its last H5Fflush reopens without h5clear. Metric rows are
- * appended in place (H5Dset_extent + a one-row hyperslab); the reader takes
- * min(rows of step, rows of value), so a row half-written before a crash is
- * simply not there. */
+ * Two ways to write: akt_results_open changes a file in place (HDF5 is not
+ * crash-safe, so only for files nothing depends on, e.g. in tests), and
+ * akt_results_edit/commit, which akt's commands use: the changes go to a
+ * private copy (an in-memory image for files up to 64 MiB, else a byte copy
+ * on disk) that replaces the file by rename (store.c). Metric rows are
+ * appended with H5Dset_extent + a one-row hyperslab; the reader takes
+ * min(rows of step, rows of value). */
 #include "akt/results.h"
 
 #include "akt_version.h"
 #include "h5attr.h"
+#include "store.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <hdf5.h>
 #include <stdio.h>
@@ -28,7 +31,10 @@
 struct akt_results {
     hid_t f;
     hid_t runs; /* /runs, open while the file is */
-    char *path;
+    char *path; /* the results file, as errors name it */
+    char *tmp;  /* akt_results_edit: the private copy being written, else NULL */
+    int mem;    /* the copy is an in-memory image (HDF5 core driver) */
+    int mode;   /* permission bits of the file the copy replaces */
 };
 
 /* HDF5 prints its own error stack by default; we report through akt_error. */
@@ -340,59 +346,57 @@ static int check_existing(hid_t f, const char *path, struct akt_error *e)
     return check_run_attrs(f, path, e);
 }
 
-int akt_results_open(struct akt_results **out, const char *path, struct akt_error *e)
+/* An existing file that must be an akt results file this akt reads: checked
+ * read-only, so a foreign file is never opened for writing. */
+static int check_file(const char *path, int need_write, struct akt_error *e)
 {
-    *out = NULL;
-    if (!path || !*path)
-        return akt_error_set(e, AKT_EINVAL, "results", "empty results path");
-    h5_quiet();
     struct stat st;
-    hid_t f = -1;
-    int rc = 0;
-    if (stat(path, &st) != 0) {
-        if (errno != ENOENT)
-            return akt_error_set(e, AKT_EIO, path, "cannot open: %s", strerror(errno));
-        errno = 0;
-        f = H5Fcreate(path, H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
-        if (f < 0) {
-            int err = errno;
-            return akt_error_set(e, AKT_EIO, path, "cannot create the results file%s%s",
-                                 err ? ": " : "", err ? strerror(err) : "");
-        }
-        if (init_new_file(f) < 0) {
-            akt__h5_close(f);
-            unlink(path);
-            return akt_error_set(e, AKT_EIO, path,
-                                 "writing the root group of a new results file failed (disk full?)");
-        }
-    } else {
-        if (S_ISDIR(st.st_mode))
-            return akt_error_set(e, AKT_EIO, path, "is a directory, expected a results file");
-        if (access(path, R_OK | W_OK) != 0)
-            return akt_error_set(e, AKT_EIO, path, "cannot open for reading and writing: %s",
-                                 strerror(errno));
-        if (H5Fis_hdf5(path) <= 0)
-            return akt_error_set(e, AKT_EFORMAT, path,
-                                 "exists but is not an HDF5 file (%lld bytes); an akt results "
-                                 "file is HDF5: choose another output path",
-                                 (long long)st.st_size);
-        /* checked read-only first: a foreign file is never opened for writing */
-        f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-        if (f < 0)
-            return akt_error_set(e, AKT_EFORMAT, path,
-                                 "HDF5 file cannot be opened (corrupt, truncated, or being "
-                                 "written by another process?)");
-        rc = check_existing(f, path, e);
-        if (H5Fclose(f) < 0 && !rc)
-            rc = akt_error_set(e, AKT_EFORMAT, path, "HDF5 file cannot be closed");
-        if (rc)
-            return rc;
-        f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
-        if (f < 0)
-            return akt_error_set(e, AKT_EIO, path,
-                                 "results file cannot be opened for writing (open in another "
-                                 "process?)");
+    if (stat(path, &st) != 0)
+        return akt_error_set(e, AKT_EIO, path, "cannot open: %s", strerror(errno));
+    if (access(path, need_write ? R_OK | W_OK : R_OK) != 0)
+        return akt_error_set(e, AKT_EIO, path, "cannot open for %s: %s",
+                             need_write ? "reading and writing" : "reading", strerror(errno));
+    if (H5Fis_hdf5(path) <= 0)
+        return akt_error_set(e, AKT_EFORMAT, path,
+                             "exists but is not an HDF5 file (%lld bytes), so not an akt "
+                             "results file%s", (long long)st.st_size,
+                             need_write ? ": choose another output path" : "");
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0)
+        return akt_error_set(e, AKT_EFORMAT, path,
+                             "HDF5 file cannot be opened (corrupt, truncated, or being "
+                             "written by another process?)");
+    int rc = check_existing(f, path, e);
+    if (H5Fclose(f) < 0 && !rc)
+        rc = akt_error_set(e, AKT_EFORMAT, path, "HDF5 file cannot be closed");
+    return rc;
+}
+
+/* A new results file at path (root attributes, /runs); -1 on failure. */
+static hid_t create_file(const char *path, unsigned flags, const char *name, struct akt_error *e)
+{
+    errno = 0;
+    hid_t f = H5Fcreate(path, flags, H5P_DEFAULT, H5P_DEFAULT);
+    if (f < 0) {
+        int err = errno;
+        akt_error_set(e, AKT_EIO, name, "cannot create the results file%s%s", err ? ": " : "",
+                      err ? strerror(err) : "");
+        return -1;
     }
+    if (init_new_file(f) < 0) {
+        akt__h5_close(f);
+        unlink(path);
+        akt_error_set(e, AKT_EIO, name,
+                      "writing the root group of a new results file failed (disk full?)");
+        return -1;
+    }
+    return f;
+}
+
+/* The handle around open file f (closed on failure). */
+static int wrap(struct akt_results **out, hid_t f, const char *path, const char *tmp,
+                struct akt_error *e)
+{
     hid_t runs = child_group(f, "runs", 0);
     if (runs < 0) {
         akt__h5_close(f);
@@ -401,10 +405,11 @@ int akt_results_open(struct akt_results **out, const char *path, struct akt_erro
         return akt_error_set(e, AKT_EFORMAT, w, "missing or not a group (malformed results file)");
     }
     struct akt_results *r = calloc(1, sizeof *r);
-    char *p = strdup(path);
-    if (!r || !p) {
+    char *p = strdup(path), *t = tmp ? strdup(tmp) : NULL;
+    if (!r || !p || (tmp && !t)) {
         free(r);
         free(p);
+        free(t);
         akt__h5_close(runs);
         akt__h5_close(f);
         return akt_error_set(e, AKT_ENOMEM, path, "out of memory");
@@ -412,27 +417,252 @@ int akt_results_open(struct akt_results **out, const char *path, struct akt_erro
     r->f = f;
     r->runs = runs;
     r->path = p;
+    r->tmp = t;
     *out = r;
     return 0;
+}
+
+int akt_results_open(struct akt_results **out, const char *path, struct akt_error *e)
+{
+    *out = NULL;
+    if (!path || !*path)
+        return akt_error_set(e, AKT_EINVAL, "results", "empty results path");
+    h5_quiet();
+    int exists = 0, rc = akt_file_check(path, &exists, e);
+    if (rc)
+        return rc;
+    hid_t f = -1;
+    if (!exists) {
+        if ((f = create_file(path, H5F_ACC_EXCL, path, e)) < 0)
+            return e ? e->code : AKT_EIO;
+    } else {
+        if ((rc = check_file(path, 1, e)))
+            return rc;
+        f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+        if (f < 0)
+            return akt_error_set(e, AKT_EIO, path,
+                                 "results file cannot be opened for writing (open in another "
+                                 "process?)");
+    }
+    return wrap(out, f, path, NULL, e);
+}
+
+int akt_results_open_read(struct akt_results **out, const char *path, struct akt_error *e)
+{
+    *out = NULL;
+    if (!path || !*path)
+        return akt_error_set(e, AKT_EINVAL, "results", "empty results path");
+    h5_quiet();
+    int rc = akt_file_check(path, NULL, e);
+    if (rc || (rc = check_file(path, 0, e)))
+        return rc;
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0)
+        return akt_error_set(e, AKT_EFORMAT, path, "HDF5 file cannot be opened");
+    return wrap(out, f, path, NULL, e);
+}
+
+/* Files up to this size are edited as an in-memory image (the HDF5 core
+ * driver): read with a few large reads, written back with a few large
+ * writes, instead of a byte copy and hundreds of small HDF5 writes. Larger
+ * ones (a sweep's results file) are copied and edited on disk.
+ * AKT_RESULTS_MEM_EDIT_MAX (bytes) overrides it, for the tests. */
+#define MEM_EDIT_MAX ((size_t)64 << 20)
+
+static size_t mem_edit_max(void)
+{
+    const char *v = getenv("AKT_RESULTS_MEM_EDIT_MAX");
+    return v && *v ? (size_t)strtoull(v, NULL, 10) : MEM_EDIT_MAX;
+}
+
+/* A core-driver file access list that never writes to disk itself, holding
+ * image (copied by HDF5) when not NULL; -1 on failure. */
+static hid_t mem_fapl(const void *image, size_t n)
+{
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0)
+        return -1;
+    if (H5Pset_fapl_core(fapl, 1 << 20, 0) < 0 || (image && H5Pset_file_image(fapl, (void *)image, n) < 0)) {
+        H5Pclose(fapl);
+        return -1;
+    }
+    return fapl;
+}
+
+int akt_results_edit(struct akt_results **out, const char *path, struct akt_error *e)
+{
+    *out = NULL;
+    if (!path || !*path)
+        return akt_error_set(e, AKT_EINVAL, "results", "empty results path");
+    h5_quiet();
+    char tmp[1200];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return akt_error_set(e, AKT_EINVAL, path, "path too long");
+    int exists = 0, rc = akt_file_check(path, &exists, e);
+    if (rc)
+        return rc;
+    unlink(tmp); /* a copy left by a process that was killed; also the name
+                    the in-memory image goes by, so HDF5 opens nothing */
+    struct stat st = {.st_mode = 0666};
+    if (exists && ((rc = check_file(path, 1, e)) || stat(path, &st) != 0))
+        return rc ? rc : akt_error_set(e, AKT_EIO, path, "cannot open: %s", strerror(errno));
+    int mem = !exists || (size_t)st.st_size <= mem_edit_max();
+    hid_t f = -1;
+    if (!exists) {
+        hid_t fapl = mem_fapl(NULL, 0);
+        errno = 0;
+        f = fapl < 0 ? -1 : H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+        akt__h5_close(fapl);
+        if (f < 0 || init_new_file(f) < 0) {
+            akt__h5_close(f);
+            return akt_error_set(e, AKT_ENOMEM, path, "cannot make a new results file in memory");
+        }
+    } else if (mem) {
+        void *image = NULL;
+        size_t n = 0;
+        if ((rc = akt__file_read(path, &image, &n, e)))
+            return rc;
+        hid_t fapl = mem_fapl(image, n);
+        free(image);
+        f = fapl < 0 ? -1 : H5Fopen(tmp, H5F_ACC_RDWR, fapl);
+        akt__h5_close(fapl);
+        if (f < 0)
+            return akt_error_set(e, AKT_EFORMAT, path, "cannot be opened as an HDF5 image in memory");
+    } else {
+        if ((rc = akt__file_copy(path, tmp, e)))
+            return rc;
+        f = H5Fopen(tmp, H5F_ACC_RDWR, H5P_DEFAULT);
+        if (f < 0) {
+            unlink(tmp);
+            return akt_error_set(e, AKT_EIO, tmp, "the copy of %s cannot be opened for writing",
+                                 path);
+        }
+    }
+    /* the file is rewritten by this akt: it carries this schema now (older
+     * run groups stay readable, results/README.md) */
+    if (exists && write_attr_i32(f, "akt_schema_version", AKT_RESULTS_SCHEMA) < 0) {
+        akt__h5_close(f);
+        unlink(tmp);
+        return akt_error_set(e, AKT_EIO, path, "writing akt_schema_version failed");
+    }
+    if ((rc = wrap(out, f, path, tmp, e))) {
+        unlink(tmp);
+        return rc;
+    }
+    (*out)->mem = mem;
+    (*out)->mode = (int)(st.st_mode & 0777);
+    return 0;
+}
+
+static int close_handles(struct akt_results *r)
+{
+    int bad = akt__h5_close(r->runs) < 0;
+    bad |= H5Fclose(r->f) < 0;
+    return bad;
+}
+
+static void free_handle(struct akt_results *r)
+{
+    free(r->path);
+    free(r->tmp);
+    free(r);
+}
+
+int akt_results_commit(struct akt_results *r, struct akt_error *e)
+{
+    if (!r)
+        return akt_error_set(e, AKT_EINVAL, "results", "no results file (NULL handle)");
+    if (!r->tmp) { /* the handle is consumed either way */
+        int rc = akt_error_set(e, AKT_EINVAL, r->path, "not opened with akt_results_edit");
+        akt_results_close(r, NULL);
+        return rc;
+    }
+    int rc = 0;
+    void *image = NULL;
+    ssize_t n = 0;
+    if (r->mem) {
+        n = H5Fflush(r->f, H5F_SCOPE_GLOBAL) < 0 ? -1 : H5Fget_file_image(r->f, NULL, 0);
+        image = n > 0 ? malloc((size_t)n) : NULL;
+        if (!image || H5Fget_file_image(r->f, image, (size_t)n) != n)
+            rc = akt_error_set(e, AKT_ENOMEM, r->path, "cannot take the file's image (%lld bytes)",
+                               (long long)n);
+    }
+    if (close_handles(r) && !rc)
+        rc = akt_error_set(e, AKT_EIO, r->path, "closing the changed copy failed (disk full?)");
+    if (!rc && r->mem)
+        rc = akt__file_write(r->tmp, image, (size_t)n, r->mode, e);
+    free(image);
+    if (!rc)
+        rc = akt__file_replace(r->tmp, r->path, e);
+    if (rc)
+        unlink(r->tmp);
+    free_handle(r);
+    return rc;
+}
+
+void akt_results_discard(struct akt_results *r)
+{
+    if (!r)
+        return;
+    close_handles(r);
+    if (r->tmp)
+        unlink(r->tmp);
+    free_handle(r);
 }
 
 int akt_results_close(struct akt_results *r, struct akt_error *e)
 {
     if (!r)
         return 0;
-    int bad = akt__h5_close(r->runs) < 0;
-    bad |= H5Fclose(r->f) < 0;
-    int rc = bad ? akt_error_set(e, AKT_EIO, r->path, "closing the results file failed (disk full?)")
+    if (r->tmp) { /* an edit that was not committed changes nothing */
+        akt_results_discard(r);
+        return 0;
+    }
+    int rc = close_handles(r)
+                 ? akt_error_set(e, AKT_EIO, r->path, "closing the results file failed (disk full?)")
                  : 0;
-    free(r->path);
-    free(r);
+    free_handle(r);
     return rc;
+}
+
+hid_t akt__results_file(struct akt_results *r) { return r->f; }
+hid_t akt__results_runs(struct akt_results *r) { return r->runs; }
+
+int akt_results_schema(struct akt_results *r)
+{
+    double v = 0;
+    if (!r || akt__h5_attr_f64(r->f, "akt_schema_version", &v) != 0)
+        return 0;
+    return (int)v;
+}
+
+int akt_results_copy_run(struct akt_results *dst, struct akt_results *src, const char *id,
+                         struct akt_error *e)
+{
+    char w[700], from[300];
+    if (!dst || !src)
+        return akt_error_set(e, AKT_EINVAL, "results", "no results file (NULL handle)");
+    hid_t g = open_run(src, id, e); /* checks the id and that the run is there */
+    if (g < 0)
+        return e ? e->code : AKT_EINVAL;
+    akt__h5_close(g);
+    where_of(w, sizeof w, dst, id, NULL);
+    htri_t ex = H5Lexists(dst->runs, id, H5P_DEFAULT);
+    if (ex < 0 || (ex > 0 && H5Ldelete(dst->runs, id, H5P_DEFAULT) < 0))
+        return akt_error_set(e, AKT_EIO, w, "cannot replace the run");
+    snprintf(from, sizeof from, "/runs/%s", id);
+    if (H5Ocopy(src->f, from, dst->runs, id, H5P_DEFAULT, H5P_DEFAULT) < 0)
+        return akt_error_set(e, AKT_EIO, w, "copying the run from %s failed (disk full?)",
+                             src->path);
+    return 0;
 }
 
 int akt_results_flush(struct akt_results *r, struct akt_error *e)
 {
     if (!r)
         return akt_error_set(e, AKT_EINVAL, "results", "no results file (NULL handle)");
+    if (r->tmp)
+        return 0; /* an edit: akt_results_commit syncs the whole copy */
     if (H5Fflush(r->f, H5F_SCOPE_GLOBAL) < 0)
         return akt_error_set(e, AKT_EIO, r->path, "flush failed (disk full?)");
     return 0;
@@ -1231,65 +1461,6 @@ int akt_results_get_group_attr_str(struct akt_results *r, const char *id, const 
 
 /* ---- reading only (akt table) ------------------------------------------- */
 
-int akt_results_open_read(struct akt_results **out, const char *path, struct akt_error *e)
-{
-    *out = NULL;
-    if (!path || !*path)
-        return akt_error_set(e, AKT_EINVAL, "results", "empty results path");
-    h5_quiet();
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return akt_error_set(e, AKT_EIO, path, "cannot open: %s", strerror(errno));
-    if (S_ISDIR(st.st_mode))
-        return akt_error_set(e, AKT_EIO, path, "is a directory, expected a results file");
-    if (H5Fis_hdf5(path) <= 0)
-        return akt_error_set(e, AKT_EFORMAT, path, "not an akt results file (not HDF5, %lld bytes)",
-                             (long long)st.st_size);
-    /* Without file locking: akt run keeps its file open for writing, and
-     * every epoch it completes is flushed, so it can be read meanwhile. */
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-#if H5_VERSION_GE(1, 10, 7)
-    if (fapl >= 0 && H5Pset_file_locking(fapl, 0, 1) < 0) {
-        akt__h5_close(fapl);
-        fapl = -1;
-    }
-#endif
-    hid_t f = fapl < 0 ? -1 : H5Fopen(path, H5F_ACC_RDONLY, fapl);
-    akt__h5_close(fapl);
-    if (f < 0)
-        return akt_error_set(e, AKT_EFORMAT, path, "HDF5 file cannot be opened (corrupt or truncated?)");
-    char w[700];
-    snprintf(w, sizeof w, "%s:/", path);
-    double v = 0;
-    int rc = 0;
-    if (akt__h5_attr_f64(f, "akt_schema_version", &v) < 0)
-        rc = akt_error_set(e, AKT_EFORMAT, w, "an HDF5 file, but not an akt results file (no root "
-                                              "attribute 'akt_schema_version')");
-    else if (v < 1 || v > AKT_RESULTS_SCHEMA)
-        rc = akt_error_set(e, AKT_EFORMAT, w, "akt_schema_version is %g; this akt reads 1..%d", v,
-                           AKT_RESULTS_SCHEMA);
-    hid_t runs = rc ? -1 : child_group(f, "runs", 0);
-    if (!rc && runs < 0) {
-        snprintf(w, sizeof w, "%s:/runs", path);
-        rc = akt_error_set(e, AKT_EFORMAT, w, "missing or not a group (malformed results file)");
-    }
-    struct akt_results *r = rc ? NULL : calloc(1, sizeof *r);
-    char *p = r ? strdup(path) : NULL;
-    if (!rc && !p)
-        rc = akt_error_set(e, AKT_ENOMEM, path, "out of memory");
-    if (rc) {
-        free(r);
-        akt__h5_close(runs);
-        akt__h5_close(f);
-        return rc;
-    }
-    r->f = f;
-    r->runs = runs;
-    r->path = p;
-    *out = r;
-    return 0;
-}
-
 struct name_list {
     char **v;
     int n, cap;
@@ -1380,4 +1551,184 @@ char *akt_results_run_str(struct akt_results *r, const char *id, const char *nam
         s = NULL;
     }
     return s;
+}
+
+/* ---- removal --------------------------------------------------------- */
+
+int akt_results_delete(struct akt_results *r, const char *id, const char *path,
+                       struct akt_error *e)
+{
+    char w[1400];
+    hid_t run = open_run(r, id, e);
+    if (run < 0)
+        return e ? e->code : AKT_EINVAL;
+    where_of(w, sizeof w, r, id, path && group_path_ok(path) ? path : "?");
+    int rc = 0;
+    if (!group_path_ok(path)) {
+        rc = akt_error_set(e, AKT_EINVAL, w, "bad path '%s'", path ? path : "(null)");
+    } else {
+        /* each level, since H5Lexists fails on a missing parent */
+        char buf[1024];
+        snprintf(buf, sizeof buf, "%s", path);
+        htri_t ex = 1;
+        for (char *p = buf; ex > 0; p++) {
+            if (*p == '/' || !*p) {
+                char c = *p;
+                *p = 0;
+                ex = H5Lexists(run, buf, H5P_DEFAULT);
+                *p = c;
+                if (!c)
+                    break;
+            }
+        }
+        if (ex < 0 || (ex > 0 && H5Ldelete(run, path, H5P_DEFAULT) < 0))
+            rc = akt_error_set(e, AKT_EIO, w, "cannot delete");
+    }
+    if (akt__h5_close(run) < 0 && !rc)
+        rc = akt_error_set(e, AKT_EIO, w, "closing the run group failed");
+    return rc;
+}
+
+int akt_results_delete_attr(struct akt_results *r, const char *id, const char *name,
+                            struct akt_error *e)
+{
+    char w[700];
+    hid_t run = open_run(r, id, e);
+    if (run < 0)
+        return e ? e->code : AKT_EINVAL;
+    where_of(w, sizeof w, r, id, NULL);
+    int rc = 0;
+    if (!name_ok(name, 1) || is_reserved(name)) {
+        rc = akt_error_set(e, AKT_EINVAL, w, "attribute name '%s' is invalid or reserved",
+                           name ? name : "(null)");
+    } else {
+        htri_t ex = H5Aexists(run, name);
+        if (ex < 0 || (ex > 0 && H5Adelete(run, name) < 0))
+            rc = akt_error_set(e, AKT_EIO, w, "cannot delete attribute '%s'", name);
+    }
+    if (akt__h5_close(run) < 0 && !rc)
+        rc = akt_error_set(e, AKT_EIO, w, "closing the run group failed");
+    return rc;
+}
+
+/* ---- every run, ended or not (akt table, akt status) --------------------- */
+
+void akt_results_view_close(struct akt_results_view *v)
+{
+    for (int i = 0; i < v->n_files; i++)
+        akt_results_close(v->files[i], NULL);
+    akt_results_close(v->main, NULL);
+    akt_results_free_names(v->ids, v->n);
+    free(v->files);
+    free(v->where);
+    memset(v, 0, sizeof *v);
+}
+
+/* id already in the view: its index, else -1 */
+static int view_find(const struct akt_results_view *v, const char *id)
+{
+    for (int i = 0; i < v->n; i++)
+        if (!strcmp(v->ids[i], id))
+            return i;
+    return -1;
+}
+
+static int view_add(struct akt_results_view *v, const char *id, struct akt_results *h)
+{
+    char **ids = realloc(v->ids, (size_t)(v->n + 1) * sizeof *ids);
+    struct akt_results **where = ids ? realloc(v->where, (size_t)(v->n + 1) * sizeof *where)
+                                     : NULL;
+    if (ids)
+        v->ids = ids;
+    if (where)
+        v->where = where;
+    if (!ids || !where || !(v->ids[v->n] = strdup(id)))
+        return -1;
+    v->where[v->n++] = h;
+    return 0;
+}
+
+static int by_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int akt_results_view_open(struct akt_results_view *v, const char *path, struct akt_error *e)
+{
+    memset(v, 0, sizeof *v);
+    char dir[1200];
+    int rc = 0;
+    struct stat st;
+    int have_main = stat(path, &st) == 0, have_dir = 0;
+    if (akt_results_run_dir(path, dir, sizeof dir))
+        return akt_error_set(e, AKT_EINVAL, path, "path too long");
+    have_dir = stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
+    if (have_main || !have_dir) /* nothing at all: the error names the file */
+        if ((rc = akt_results_open_read(&v->main, path, e)))
+            return rc;
+    if (v->main) {
+        char **ids;
+        int n;
+        if ((rc = akt_results_run_ids(v->main, &ids, &n, e))) {
+            akt_results_view_close(v);
+            return rc;
+        }
+        for (int i = 0; i < n && !rc; i++)
+            if (view_add(v, ids[i], v->main))
+                rc = akt_error_set(e, AKT_ENOMEM, path, "out of memory");
+        akt_results_free_names(ids, n);
+    }
+    /* run files: a run in progress, or killed; newer than a copy in path */
+    DIR *d = !rc && have_dir ? opendir(dir) : NULL;
+    for (struct dirent *de; d && !rc && (de = readdir(d));) {
+        size_t l = strlen(de->d_name);
+        if (de->d_name[0] == '.' || l < 4 || strcmp(de->d_name + l - 3, ".h5"))
+            continue;
+        char file[2400];
+        snprintf(file, sizeof file, "%s/%s", dir, de->d_name);
+        struct akt_results *h = NULL;
+        if (akt_results_open_read(&h, file, NULL))
+            continue; /* a half-made temporary: nothing a reader can use */
+        char **ids;
+        int n;
+        struct akt_results **files = realloc(v->files, (size_t)(v->n_files + 1) * sizeof *files);
+        if (!files || akt_results_run_ids(h, &ids, &n, NULL)) {
+            akt_results_close(h, NULL);
+            if (!files)
+                rc = akt_error_set(e, AKT_ENOMEM, path, "out of memory");
+            else
+                v->files = files;
+            continue;
+        }
+        v->files = files;
+        v->files[v->n_files++] = h;
+        for (int i = 0; i < n && !rc; i++) {
+            int k = view_find(v, ids[i]);
+            if (k >= 0)
+                v->where[k] = h;
+            else if (view_add(v, ids[i], h))
+                rc = akt_error_set(e, AKT_ENOMEM, path, "out of memory");
+        }
+        akt_results_free_names(ids, n);
+    }
+    if (d)
+        closedir(d);
+    if (rc) {
+        akt_results_view_close(v);
+        return rc;
+    }
+    /* ids in name order, each with its handle */
+    struct { char *id; struct akt_results *h; } *pairs = malloc((size_t)(v->n ? v->n : 1) *
+                                                                  sizeof *pairs);
+    if (!pairs) {
+        akt_results_view_close(v);
+        return akt_error_set(e, AKT_ENOMEM, path, "out of memory");
+    }
+    for (int i = 0; i < v->n; i++)
+        pairs[i].id = v->ids[i], pairs[i].h = v->where[i];
+    qsort(pairs, (size_t)v->n, sizeof *pairs, by_str);
+    for (int i = 0; i < v->n; i++)
+        v->ids[i] = pairs[i].id, v->where[i] = pairs[i].h;
+    free(pairs);
+    return 0;
 }

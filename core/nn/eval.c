@@ -2,6 +2,7 @@
 #include "akt/eval.h"
 
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -92,6 +93,19 @@ int akt_evaluate(const struct akt_resnet *m, const struct akt_resnet_opts *o,
         struct akt_resnet_out out;
         akt_resnet_forward(m, &t, xt, &eval, &out);
         int C = m->num_classes;
+        /* a NaN compares false with everything and would rank first */
+        for (size_t k = 0; k < (size_t)b * C; k++)
+            if (!isfinite(out.logits->data[k])) {
+                int rec = start + (int)(k / C);
+                akt_error_set(e, AKT_ENUMERIC, "evaluation",
+                              "batch %d (records %d..%d): the logits of record %d are %s",
+                              start / batch, start, start + b - 1, rec,
+                              isnan(out.logits->data[k]) ? "NaN" : "infinite");
+                free(x);
+                free(labels);
+                akt_tape_free(&t);
+                return AKT_ENUMERIC;
+            }
         for (int i = 0; i < b; i++) {
             const float *z = out.logits->data + (size_t)i * C;
             float zl = z[labels[i]];

@@ -160,54 +160,37 @@ void akt_hessian_opts_defaults(struct akt_hessian_opts *o)
     o->seed = -1;
 }
 
-/* Replays the stored config (flat "key: value" lines, results/README.md):
- * the plugin names first (setting one resets its parameters), then every
- * other line in order; double quotes around a value are dropped. */
+/* Replays the stored config (a flat YAML map, read with libyaml): the
+ * plugin names first (setting one resets its parameters), then every other
+ * key in order. */
+struct replay {
+    struct akt_run_config *c;
+    const struct akt_registry *reg;
+    const char *where;
+    struct akt_error *e;
+    int names; /* this pass: 1 generator/loss only, 0 the rest */
+};
+
+static int replay_pair(const char *key, const char *value, int line, void *user)
+{
+    struct replay *p = user;
+    int is_name = !strcmp(key, "generator") || !strcmp(key, "loss");
+    if (is_name != p->names)
+        return 0;
+    char w[1240];
+    snprintf(w, sizeof w, "%s config line %d", p->where, line);
+    return akt_run_config_set(p->c, p->reg, key, value, w, p->e);
+}
+
 static int config_from_text(struct akt_run_config *c, const struct akt_registry *reg,
                             const char *text, const char *where, struct akt_error *e)
 {
     akt_run_config_defaults(c);
-    for (int pass = 0; pass < 2; pass++) {
-        const char *p = text;
-        int line = 0;
-        while (*p) {
-            const char *nl = strchr(p, '\n');
-            size_t n = nl ? (size_t)(nl - p) : strlen(p);
-            line++;
-            char buf[2200];
-            if (n >= sizeof buf)
-                return akt_error_set(e, AKT_EFORMAT, where, "config line %d is too long", line);
-            memcpy(buf, p, n);
-            buf[n] = 0;
-            p += n + (nl ? 1 : 0);
-            char *colon = strchr(buf, ':');
-            if (!buf[0] || buf[0] == '#')
-                continue;
-            if (!colon)
-                return akt_error_set(e, AKT_EFORMAT, where, "config line %d has no 'key: value'",
-                                     line);
-            *colon = 0;
-            char *key = buf, *val = colon + 1;
-            while (*val == ' ')
-                val++;
-            size_t vl = strlen(val);
-            while (vl && (val[vl - 1] == ' ' || val[vl - 1] == '\r'))
-                val[--vl] = 0;
-            if (vl >= 2 && val[0] == '"' && val[vl - 1] == '"') {
-                val[vl - 1] = 0;
-                val++;
-            }
-            int is_name = !strcmp(key, "generator") || !strcmp(key, "loss");
-            if (is_name != (pass == 0))
-                continue;
-            char w[1240];
-            snprintf(w, sizeof w, "%s config line %d", where, line);
-            int rc = akt_run_config_set(c, reg, key, val, w, e);
-            if (rc)
-                return rc;
-        }
-    }
-    return 0;
+    struct replay p = {.c = c, .reg = reg, .where = where, .e = e};
+    int rc = 0;
+    for (p.names = 1; p.names >= 0 && !rc; p.names--)
+        rc = akt_run_config_text_each(text, replay_pair, &p, where, e);
+    return rc;
 }
 
 #define HESS_GROUP "analysis/hessian"
@@ -233,8 +216,6 @@ static int write_hessian(struct akt_results *out, const char *id,
         {"seed", (double)res->seed}, {"checkpoint_epoch", res->checkpoint_epoch}};
     for (size_t i = 0; i < sizeof a / sizeof a[0] && !rc; i++)
         rc = akt_results_set_group_attr(out, id, HESS_GROUP, a[i].name, a[i].v, e);
-    if (!rc)
-        rc = akt_results_flush(out, e);
     free(names);
     return rc;
 }
@@ -249,15 +230,27 @@ int akt_run_hessian(const char *path, const char *id, const struct akt_registry 
                              "probes must be >= 1, eps > 0 and batch >= 0 (got %d, %g, %d)",
                              o->probes, o->eps, o->batch);
     struct akt_results *out = NULL;
+    struct akt_results_lock *lock = NULL;
     struct run *r = NULL;
     struct hess_ctx h = {0};
-    char where[1200];
-    snprintf(where, sizeof where, "%s:/runs/%s", path, id);
-    size_t cap = 1 << 16;
+    char where[1400], file[1300];
+    size_t cap = AKT_CONFIG_TEXT_MAX + 1;
     char *text = malloc(cap);
     AKT_ASSERT(text);
     struct akt_run_config c;
-    int rc = akt_results_open(&out, path, e);
+    /* the run lives in its run file while unfinished (a kill), else in the
+     * results file; the analysis is written to the same file, atomically */
+    int fx = 0, rc = akt_results_run_file(path, id, file, sizeof file)
+                         ? akt_error_set(e, AKT_EINVAL, path, "path too long")
+                         : akt_file_check(path, NULL, e);
+    if (!rc)
+        rc = akt_results_lock(&lock, path, e);
+    if (!rc)
+        rc = akt_file_check(file, &fx, e);
+    const char *src = fx ? file : path;
+    snprintf(where, sizeof where, "%s:/runs/%s", src, id);
+    if (!rc)
+        rc = akt_results_open_read(&out, src, e);
     if (rc)
         goto done;
     if (!akt_results_has_run(out, id)) {
@@ -270,13 +263,6 @@ int akt_run_hessian(const char *path, const char *id, const struct akt_registry 
     }
     if ((rc = config_from_text(&c, reg, text, where, e)))
         goto done;
-    double ck = 0, slot = 0;
-    if (akt_results_get_attr(out, id, "checkpoint_epoch", &ck) ||
-        akt_results_get_attr(out, id, "checkpoint_slot", &slot) || ck < 1) {
-        rc = akt_error_set(e, AKT_EINVAL, where,
-                           "the run has no checkpoint (no completed epoch) to analyse");
-        goto done;
-    }
     c.out_path[0] = 0;
     if (o->batch > 0)
         c.batch = o->batch; /* so akt__open_run checks the batch this analysis draws */
@@ -284,21 +270,29 @@ int akt_run_hessian(const char *path, const char *id, const struct akt_registry 
     r = calloc(1, sizeof *r);
     AKT_ASSERT(r);
     r->c = &c;
+    int ck = 0;
     if ((rc = akt__open_run(r, reg, e)) ||
-        (rc = akt__load_checkpoint(out, id, r, (int)slot, e)))
+        (rc = akt__checkpoint_load(out, src, id, r, &ck, e)))
         goto done;
+    if (ck < 1) {
+        rc = akt_error_set(e, AKT_EINVAL, where,
+                           "the run has no checkpoint (no completed epoch) to analyse");
+        goto done;
+    }
+    akt_results_close(out, NULL);
+    out = NULL;
 
     res->probes = o->probes;
     res->eps = o->eps;
     res->batch = c.batch;
     res->seed = o->seed >= 0 ? (uint64_t)o->seed : c.seed + 1;
-    res->checkpoint_epoch = (int)ck;
+    res->checkpoint_epoch = ck;
 
     /* the fixed batch, from the restored generator; the RNG stream restarts
      * from the seed and then gives the probes */
     akt_rng_seed(&r->rng, res->seed);
     r->host.batch = res->batch;
-    r->host.epoch = (int)ck - 1; /* the last epoch trained */
+    r->host.epoch = ck - 1; /* the last epoch trained */
     r->host.iter = 0;
     r->student.tracking = 0;
     struct akt_tape *t = &r->tape;
@@ -342,16 +336,14 @@ int akt_run_hessian(const char *path, const char *id, const struct akt_registry 
     akt_tape_free(&h.tape);
     free(off);
     free(len);
-    if (!rc)
-        rc = write_hessian(out, id, res, e);
+    if (!rc && !(rc = akt_results_edit(&out, src, e)) && !(rc = write_hessian(out, id, res, e))) {
+        rc = akt_results_commit(out, e);
+        out = NULL;
+    }
 
 done:
-    if (out) {
-        struct akt_error e2 = {0};
-        int crc = akt_results_close(out, rc ? &e2 : e);
-        if (!rc)
-            rc = crc;
-    }
+    akt_results_close(out, NULL); /* an edit not committed is dropped */
+    akt_results_unlock(lock);
     if (r) {
         akt__close_run(r);
         free(r);

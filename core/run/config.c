@@ -2,14 +2,12 @@
  * YAML experiments, and the YAML dump stored with every result. */
 #include "akt/run.h"
 
-#include <yaml.h>
-
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <yaml.h>
 
 void akt_run_config_defaults(struct akt_run_config *c)
 {
@@ -203,8 +201,11 @@ int akt_run_config_set(struct akt_run_config *c, const struct akt_registry *reg,
         return copy_str(c->teacher_path, sizeof c->teacher_path, v, w, key, e);
     if (!strcmp(key, "data"))
         return copy_str(c->data_path, sizeof c->data_path, v, w, key, e);
-    if (!strcmp(key, "out"))
+    if (!strcmp(key, "out")) {
+        if (!*v) /* "" would silently mean: no results file */
+            return akt_error_set(e, AKT_EINVAL, w, "empty path: name the results file");
         return copy_str(c->out_path, sizeof c->out_path, v, w, key, e);
+    }
     if (!strcmp(key, "generator") || !strcmp(key, "loss")) {
         int is_gen = key[0] == 'g';
         enum akt_plugin_kind kind = is_gen ? AKT_PLUGIN_GENERATOR : AKT_PLUGIN_LOSS;
@@ -260,107 +261,319 @@ int akt_run_config_check(const struct akt_run_config *c, const struct akt_regist
     return 0;
 }
 
-/* --------------------------------------------------------- YAML dump --- */
+/* --------------------------------------------------------- YAML dump ---
+ * The stored config is a flat YAML map written by libyaml's emitter, so any
+ * path (quotes, backslashes, newlines) comes back exactly; ids and paths
+ * are double-quoted, everything else plain where YAML allows it. For the
+ * usual values this is the text earlier akt versions wrote by hand. */
 struct sbuf {
     char *s;
     size_t n, cap;
 };
 
-static void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(struct sbuf *b, const char *fmt, ...)
+static int sb_write(void *data, unsigned char *buf, size_t size)
 {
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int k = vsnprintf(b->s ? b->s + b->n : NULL, b->s ? b->cap - b->n : 0, fmt, ap);
-        va_end(ap);
-        if (b->s && (size_t)k < b->cap - b->n) {
-            b->n += k;
-            return;
-        }
-        b->cap = b->cap * 2 + k + 256;
-        b->s = realloc(b->s, b->cap);
-        AKT_ASSERT(b->s);
+    struct sbuf *b = data;
+    if (b->n + size + 1 > b->cap) {
+        size_t cap = (b->n + size + 1) * 2 + 256;
+        char *s = realloc(b->s, cap);
+        if (!s)
+            return 0;
+        b->s = s;
+        b->cap = cap;
     }
+    memcpy(b->s + b->n, buf, size);
+    b->n += size;
+    b->s[b->n] = 0;
+    return 1;
 }
 
-static void yaml_params(struct sbuf *b, const char *prefix, const struct akt_plugin *p,
-                        const struct akt_param_values *v)
+static int emit_scalar(yaml_emitter_t *em, const char *v, yaml_scalar_style_t style)
 {
-    char buf[64];
-    for (int i = 0; p && i < p->n_params; i++)
-        sb_printf(b, "%s.%s: %s\n", prefix, p->params[i].key,
-                  akt_params_format(p, v, i, buf, sizeof buf));
+    yaml_event_t ev;
+    return yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)v, (int)strlen(v), 1, 1,
+                                        style) &&
+           yaml_emitter_emit(em, &ev);
 }
 
-/* Flat "key: value" lines, the same keys akt_run_config_set takes, so a
- * stored config can be replayed exactly. Paths are quoted. */
+static int emit_kv(yaml_emitter_t *em, const char *k, const char *v, yaml_scalar_style_t style)
+{
+    return emit_scalar(em, k, YAML_PLAIN_SCALAR_STYLE) && emit_scalar(em, v, style);
+}
+
+static int emit_int(yaml_emitter_t *em, const char *k, long long v)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%lld", v);
+    return emit_kv(em, k, buf, YAML_PLAIN_SCALAR_STYLE);
+}
+
+static int emit_float(yaml_emitter_t *em, const char *k, float v)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%.9g", v);
+    return emit_kv(em, k, buf, YAML_PLAIN_SCALAR_STYLE);
+}
+
+static int emit_params(yaml_emitter_t *em, const char *prefix, const struct akt_plugin *p,
+                       const struct akt_param_values *v)
+{
+    char key[160], buf[64];
+    int ok = 1;
+    for (int i = 0; ok && p && i < p->n_params; i++) {
+        snprintf(key, sizeof key, "%s.%s", prefix, p->params[i].key);
+        ok = emit_kv(em, key, akt_params_format(p, v, i, buf, sizeof buf),
+                     YAML_PLAIN_SCALAR_STYLE);
+    }
+    return ok;
+}
+
+static int emit_config(yaml_emitter_t *em, const struct akt_run_config *c,
+                       const struct akt_plugin *gen, const struct akt_plugin *loss)
+{
+    static const char *formats[] = {"auto", "cifar10", "cifar100", "cifar100-coarse"};
+    const yaml_scalar_style_t Q = YAML_DOUBLE_QUOTED_SCALAR_STYLE, P = YAML_PLAIN_SCALAR_STYLE;
+    yaml_event_t ev;
+    int ok = yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING) &&
+             yaml_emitter_emit(em, &ev) &&
+             yaml_document_start_event_initialize(&ev, NULL, NULL, NULL, 1) &&
+             yaml_emitter_emit(em, &ev) &&
+             yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_MAPPING_STYLE) &&
+             yaml_emitter_emit(em, &ev);
+    ok = ok && emit_kv(em, "id", c->id, Q) && emit_kv(em, "teacher", c->teacher_path, Q) &&
+         emit_kv(em, "data", c->data_path, Q) && emit_kv(em, "format", formats[c->data_format], P);
+    ok = ok && emit_kv(em, "generator", c->generator, P) &&
+         emit_params(em, "generator", gen, &c->gen_params) && emit_kv(em, "loss", c->loss, P) &&
+         emit_params(em, "loss", loss, &c->loss_params);
+    ok = ok && emit_int(em, "wbits", c->wbits) && emit_int(em, "abits", c->abits) &&
+         emit_int(em, "epochs", c->epochs) && emit_int(em, "iters", c->iters) &&
+         emit_int(em, "batch", c->batch) && emit_int(em, "seed", (long long)c->seed) &&
+         emit_int(em, "threads", c->threads) && emit_int(em, "warmup_epochs", c->warmup_epochs) &&
+         emit_int(em, "tracker_epochs", c->tracker_epochs);
+    ok = ok && emit_float(em, "lr_student", c->lr_student) &&
+         emit_float(em, "lr_generator", c->lr_generator) &&
+         emit_float(em, "momentum", c->momentum) &&
+         emit_float(em, "weight_decay", c->weight_decay);
+    ok = ok && emit_scalar(em, "milestones", P) &&
+         yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1, YAML_FLOW_SEQUENCE_STYLE) &&
+         yaml_emitter_emit(em, &ev);
+    for (int i = 0; ok && i < c->n_milestones; i++) {
+        char buf[16];
+        snprintf(buf, sizeof buf, "%d", c->milestones[i]);
+        ok = emit_scalar(em, buf, P);
+    }
+    ok = ok && yaml_sequence_end_event_initialize(&ev) && yaml_emitter_emit(em, &ev);
+    ok = ok && emit_float(em, "gamma", c->gamma) &&
+         emit_kv(em, "first_last_8bit", c->first_last_8bit ? "true" : "false", P) &&
+         emit_kv(em, "range_ema", c->range_ema == AKT_EMA_PLAIN ? "plain" : "as_coded", P) &&
+         emit_int(em, "eval_batch", c->eval_batch) && emit_int(em, "eval_limit", c->eval_limit);
+    ok = ok && yaml_mapping_end_event_initialize(&ev) && yaml_emitter_emit(em, &ev) &&
+         yaml_document_end_event_initialize(&ev, 1) && yaml_emitter_emit(em, &ev) &&
+         yaml_stream_end_event_initialize(&ev) && yaml_emitter_emit(em, &ev) &&
+         yaml_emitter_flush(em);
+    return ok;
+}
+
+/* The same keys akt_run_config_set takes, so a stored config can be
+ * replayed exactly (akt_run_config_text_each). */
 char *akt_run_config_yaml(const struct akt_run_config *c, const struct akt_plugin *gen,
                           const struct akt_plugin *loss)
 {
-    static const char *formats[] = {"auto", "cifar10", "cifar100", "cifar100-coarse"};
     struct sbuf b = {0};
-    sb_printf(&b, "id: \"%s\"\n", c->id);
-    sb_printf(&b, "teacher: \"%s\"\n", c->teacher_path);
-    sb_printf(&b, "data: \"%s\"\n", c->data_path);
-    sb_printf(&b, "format: %s\n", formats[c->data_format]);
-    sb_printf(&b, "generator: %s\n", c->generator);
-    yaml_params(&b, "generator", gen, &c->gen_params);
-    sb_printf(&b, "loss: %s\n", c->loss);
-    yaml_params(&b, "loss", loss, &c->loss_params);
-    sb_printf(&b, "wbits: %d\nabits: %d\nepochs: %d\niters: %d\nbatch: %d\nseed: %llu\n",
-              c->wbits, c->abits, c->epochs, c->iters, c->batch, (unsigned long long)c->seed);
-    sb_printf(&b, "threads: %d\nwarmup_epochs: %d\ntracker_epochs: %d\n", c->threads,
-              c->warmup_epochs, c->tracker_epochs);
-    sb_printf(&b, "lr_student: %.9g\nlr_generator: %.9g\nmomentum: %.9g\nweight_decay: %.9g\n",
-              c->lr_student, c->lr_generator, c->momentum, c->weight_decay);
-    sb_printf(&b, "milestones: [");
-    for (int i = 0; i < c->n_milestones; i++)
-        sb_printf(&b, "%s%d", i ? ", " : "", c->milestones[i]);
-    sb_printf(&b, "]\ngamma: %.9g\nfirst_last_8bit: %s\nrange_ema: %s\neval_batch: %d\n", c->gamma,
-              c->first_last_8bit ? "true" : "false",
-              c->range_ema == AKT_EMA_PLAIN ? "plain" : "as_coded", c->eval_batch);
-    sb_printf(&b, "eval_limit: %d\n", c->eval_limit);
+    yaml_emitter_t em;
+    if (!yaml_emitter_initialize(&em))
+        return NULL;
+    yaml_emitter_set_output(&em, sb_write, &b);
+    yaml_emitter_set_width(&em, -1); /* never fold a long path */
+    yaml_emitter_set_unicode(&em, 1);
+    int ok = emit_config(&em, c, gen, loss);
+    yaml_emitter_delete(&em);
+    if (!ok) { /* e.g. a path that is not UTF-8 */
+        free(b.s);
+        return NULL;
+    }
     return b.s;
 }
 
-/* ----------------------------------------------------- YAML lookup --- */
+/* ------------------------------------------------- reading it back --- */
+
+int akt_run_config_text_each(const char *text, akt_config_pair_fn fn, void *user,
+                             const char *where, struct akt_error *e)
+{
+    size_t len = strlen(text);
+    if (len > AKT_CONFIG_TEXT_MAX)
+        return akt_error_set(e, AKT_EFORMAT, where, "stored config is %zu bytes (at most %d)",
+                             len, AKT_CONFIG_TEXT_MAX);
+    yaml_parser_t ps;
+    yaml_document_t doc;
+    if (!yaml_parser_initialize(&ps))
+        return akt_error_set(e, AKT_ENOMEM, where, "cannot initialise the YAML parser");
+    yaml_parser_set_input_string(&ps, (const unsigned char *)text, len);
+    if (!yaml_parser_load(&ps, &doc)) {
+        int rc = akt_error_set(e, AKT_EFORMAT, where, "stored config is not YAML: %s at line %lu",
+                               ps.problem ? ps.problem : "syntax error",
+                               (unsigned long)ps.problem_mark.line + 1);
+        yaml_parser_delete(&ps);
+        return rc;
+    }
+    int rc = 0;
+    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    if (root && root->type != YAML_MAPPING_NODE)
+        rc = akt_error_set(e, AKT_EFORMAT, where, "stored config is not a map of key: value");
+    char *val = NULL;
+    for (yaml_node_pair_t *p = root ? root->data.mapping.pairs.start : NULL;
+         !rc && root && p < root->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(&doc, p->key);
+        yaml_node_t *v = yaml_document_get_node(&doc, p->value);
+        int line = (int)k->start_mark.line + 1;
+        if (k->type != YAML_SCALAR_NODE) {
+            rc = akt_error_set(e, AKT_EFORMAT, where, "stored config line %d: a key must be text",
+                               line);
+            break;
+        }
+        /* a value: a scalar, or a list of scalars joined with "," */
+        size_t n = 1;
+        int ok = v->type == YAML_SCALAR_NODE || v->type == YAML_SEQUENCE_NODE;
+        if (v->type == YAML_SCALAR_NODE)
+            n += v->data.scalar.length;
+        for (yaml_node_item_t *it = v->type == YAML_SEQUENCE_NODE ? v->data.sequence.items.start
+                                                                  : NULL;
+             ok && it && it < v->data.sequence.items.top; it++) {
+            yaml_node_t *c = yaml_document_get_node(&doc, *it);
+            ok = c->type == YAML_SCALAR_NODE;
+            n += ok ? c->data.scalar.length + 1 : 0;
+        }
+        if (!ok) {
+            rc = akt_error_set(e, AKT_EFORMAT, where,
+                               "stored config line %d: '%s' must be a value or a list of values",
+                               line, (const char *)k->data.scalar.value);
+            break;
+        }
+        val = malloc(n);
+        AKT_ASSERT(val);
+        val[0] = 0;
+        if (v->type == YAML_SCALAR_NODE) {
+            memcpy(val, v->data.scalar.value, v->data.scalar.length);
+            val[v->data.scalar.length] = 0;
+        } else {
+            size_t o = 0;
+            for (yaml_node_item_t *it = v->data.sequence.items.start;
+                 it < v->data.sequence.items.top; it++) {
+                yaml_node_t *c = yaml_document_get_node(&doc, *it);
+                if (o)
+                    val[o++] = ',';
+                memcpy(val + o, c->data.scalar.value, c->data.scalar.length);
+                o += c->data.scalar.length;
+                val[o] = 0;
+            }
+        }
+        rc = fn((const char *)k->data.scalar.value, val, line, user);
+        free(val);
+        val = NULL;
+    }
+    yaml_document_delete(&doc);
+    yaml_parser_delete(&ps);
+    return rc;
+}
+
+/* key/value pairs of one stored config */
+struct kv_list {
+    int n, cap;
+    char **key, **val;
+};
+
+static int kv_add(const char *key, const char *value, int line, void *user)
+{
+    (void)line;
+    struct kv_list *l = user;
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 64;
+        l->key = realloc(l->key, (size_t)l->cap * sizeof *l->key);
+        l->val = realloc(l->val, (size_t)l->cap * sizeof *l->val);
+        AKT_ASSERT(l->key && l->val);
+    }
+    l->key[l->n] = strdup(key);
+    l->val[l->n] = strdup(value);
+    AKT_ASSERT(l->key[l->n] && l->val[l->n]);
+    l->n++;
+    return 0;
+}
+
+static void kv_free(struct kv_list *l)
+{
+    for (int i = 0; i < l->n; i++) {
+        free(l->key[i]);
+        free(l->val[i]);
+    }
+    free(l->key);
+    free(l->val);
+}
+
+static const char *kv_get(const struct kv_list *l, const char *key)
+{
+    for (int i = 0; i < l->n; i++)
+        if (!strcmp(l->key[i], key))
+            return l->val[i];
+    return NULL;
+}
+
+/* Appends key to the comma-separated list in buf (once). */
+static void add_key(char *buf, size_t n, const char *key)
+{
+    size_t l = strlen(buf);
+    snprintf(buf + l, n - l, "%s%s", l ? ", " : "", key);
+}
+
+int akt_run_config_text_diff(const char *a, const char *b, char *keys, size_t n)
+{
+    struct kv_list la = {0}, lb = {0};
+    if (n)
+        keys[0] = 0;
+    int rc = akt_run_config_text_each(a, kv_add, &la, "config", NULL);
+    if (!rc)
+        rc = akt_run_config_text_each(b, kv_add, &lb, "config", NULL);
+    int differ = 0;
+    for (int i = 0; !rc && i < la.n; i++) {
+        const char *v = kv_get(&lb, la.key[i]);
+        if (!v || strcmp(v, la.val[i])) {
+            differ = 1;
+            add_key(keys, n, la.key[i]);
+        }
+    }
+    for (int i = 0; !rc && i < lb.n; i++)
+        if (!kv_get(&la, lb.key[i])) {
+            differ = 1;
+            add_key(keys, n, lb.key[i]);
+        }
+    kv_free(&la);
+    kv_free(&lb);
+    return rc ? rc : differ;
+}
+
+/* akt_config_text_get: stops at the key and copies its value */
+struct text_get {
+    const char *key;
+    char *buf;
+    size_t n;
+    int found;
+};
+
+static int text_get_pair(const char *key, const char *value, int line, void *user)
+{
+    (void)line;
+    struct text_get *g = user;
+    if (strcmp(key, g->key))
+        return 0;
+    snprintf(g->buf, g->n, "%s", value);
+    g->found = 1;
+    return 1;
+}
+
 int akt_config_text_get(const char *text, const char *key, char *buf, size_t n)
 {
-    yaml_parser_t p;
-    if (!text || !key || !buf || !n || !yaml_parser_initialize(&p))
+    if (!text || !key || !buf || !n)
         return -1;
-    yaml_parser_set_input_string(&p, (const unsigned char *)text, strlen(text));
-    /* a flat mapping: at depth 1, keys and values alternate */
-    int depth = 0, is_key = 1, found = 0, rc = -1;
-    for (;;) {
-        yaml_event_t ev;
-        if (!yaml_parser_parse(&p, &ev))
-            break;
-        int done = ev.type == YAML_STREAM_END_EVENT;
-        if (ev.type == YAML_MAPPING_START_EVENT || ev.type == YAML_SEQUENCE_START_EVENT) {
-            if (depth == 1 && !is_key && found) /* the key holds a collection */
-                done = 1;
-            depth++;
-        } else if (ev.type == YAML_MAPPING_END_EVENT || ev.type == YAML_SEQUENCE_END_EVENT) {
-            depth--;
-            if (depth == 1)
-                is_key = 1;
-        } else if (ev.type == YAML_SCALAR_EVENT && depth == 1) {
-            const char *v = (const char *)ev.data.scalar.value;
-            if (is_key) {
-                found = !strcmp(v, key);
-            } else if (found) {
-                snprintf(buf, n, "%s", v);
-                rc = 0;
-                done = 1;
-            }
-            is_key = !is_key;
-        }
-        yaml_event_delete(&ev);
-        if (done)
-            break;
-    }
-    yaml_parser_delete(&p);
-    return rc;
+    struct text_get g = {key, buf, n, 0};
+    akt_run_config_text_each(text, text_get_pair, &g, "config", NULL);
+    return g.found ? 0 : -1;
 }

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "akt/results.h"
 #include "akt/run.h"
 #include "../io/h5attr.h"
 #include "../io/onnx.h"
@@ -59,6 +60,25 @@ static void list_runs(hid_t f, char *buf, size_t n)
     akt__h5_close(g);
 }
 
+/* A run that has not ended lives in its run file (results/README.md, Crash
+ * safety): say so, with its status, rather than "no such run". */
+static int not_ended(const char *path, const char *id, struct akt_error *e)
+{
+    char file[1200];
+    struct stat st;
+    if (!id || akt_results_run_file(path, id, file, sizeof file) || stat(file, &st) != 0)
+        return 0;
+    struct akt_results *r = NULL;
+    char status[32] = "?";
+    if (akt_results_open_read(&r, file, NULL) == 0) {
+        akt_results_get_status(r, id, status, sizeof status);
+        akt_results_close(r, NULL);
+    }
+    return akt_error_set(e, AKT_EINVAL, path, "run '%s' has not ended: it is in %s (status "
+                         "'%s'; a process killed while it ran leaves 'running'), without final "
+                         "student tensors", id, file, status);
+}
+
 static int src_open(struct src *s, const char *path, const char *id, struct akt_error *e)
 {
     s->path = path;
@@ -67,6 +87,9 @@ static int src_open(struct src *s, const char *path, const char *id, struct akt_
     snprintf(s->where, sizeof s->where, "%s:/runs/%s", path, id);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     struct stat st;
+    int rc = not_ended(path, id, e);
+    if (rc)
+        return rc;
     if (stat(path, &st) != 0)
         return akt_error_set(e, AKT_EIO, path, "cannot open: %s", strerror(errno));
     if (!S_ISREG(st.st_mode))

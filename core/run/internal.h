@@ -33,10 +33,49 @@ struct run {
  * On failure call akt__close_run anyway (it frees what was made). */
 int akt__open_run(struct run *r, const struct akt_registry *reg, struct akt_error *e);
 void akt__close_run(struct run *r);
-/* Restores checkpoint/slot<slot> of run id: student weights and momentum,
- * generator state, RNG stream, range trackers (results/README.md). */
-int akt__load_checkpoint(struct akt_results *out, const char *id, struct run *r, int slot,
+/* ---------------------------------------------------- checkpoint.c ---
+ * The checkpoint of a run, and where its results live while it trains
+ * (results/README.md, "Crash safety"): the run file OUT.h5.d/<id>.h5,
+ * replaced atomically each epoch, committed into OUT.h5 when the run ends. */
+
+/* Writes the checkpoint (student weights and momentum, generator state, RNG
+ * stream, range trackers, each with its checksum) of a run that completed
+ * epochs_done epochs into /runs/<id>/checkpoint of h. */
+int akt__checkpoint_save(struct akt_results *h, const char *id, struct run *r, int epochs_done,
                          struct akt_error *e);
+/* Restores the checkpoint of run id from f (file names it in errors), after
+ * checking @checkpoint_epoch against the configured epochs and the stored
+ * metric rows, and every dataset's size, checksum (schema 2) and contents.
+ * *epoch: the completed epochs, 0 when there is no checkpoint yet. */
+int akt__checkpoint_load(struct akt_results *f, const char *file, const char *id, struct run *r,
+                         int *epoch, struct akt_error *e);
+
+struct akt_run_store {
+    char main[1024];                /* the results file, c->out_path */
+    char file[1300];                /* the run file OUT.h5.d/<id>.h5 */
+    struct akt_results_lock *lock;  /* held from open to finish */
+    int open;                       /* the run file is ours to finish */
+};
+
+/* Takes the results file's lock and finds run r->c->id: done in OUT.h5
+ * (*done = 1, res filled, lock released), or in progress in its run file, or
+ * unfinished in OUT.h5. Checks the stored config, restores the checkpoint
+ * into r (*start = the first epoch to run, res = the kept epochs' figures)
+ * and makes the run file say "running". Every check comes before any
+ * write: a refusal changes nothing. */
+int akt__store_open(struct akt_run_store *s, struct run *r, struct akt_run_result *res, int *start,
+                    int *done, struct akt_error *e);
+/* A private copy of the run file to change (akt_results_edit), and its
+ * atomic replacement of the run file. */
+int akt__store_edit(struct akt_run_store *s, struct akt_results **h, struct akt_error *e);
+int akt__store_save(struct akt_run_store *s, struct akt_results *h, struct akt_error *e);
+/* The end of the run: status (and with "done" the result attributes) into
+ * h (a fresh copy when NULL), the run file replaced, its run group
+ * committed into OUT.h5, the run file removed, the lock released. */
+int akt__store_finish(struct akt_run_store *s, struct akt_results *h, const char *id,
+                      const char *status, const char *message, const struct akt_run_result *res,
+                      struct akt_error *e);
+void akt__store_close(struct akt_run_store *s);
 /* Teacher outputs as constants (allocated on t) for the student's loss. */
 struct akt_resnet_out akt__detach_out(struct akt_tape *t, const struct akt_resnet_out *o);
 

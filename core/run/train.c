@@ -15,8 +15,8 @@
 #include "internal.h"
 
 /* struct run (the run's state) and the helpers analysis.c shares with this
- * file (akt__open_run, akt__close_run, akt__load_checkpoint,
- * akt__detach_out) are declared in internal.h. */
+ * file (akt__open_run, akt__close_run, akt__detach_out; checkpoint.c:
+ * checkpoints and the run file) are declared in internal.h. */
 static void host_teacher_forward(const struct akt_host *h, struct akt_tape *t,
                                  struct akt_tensor *x, struct akt_resnet_out *out)
 {
@@ -106,7 +106,18 @@ static void student_sgd(struct akt_student *s, float lr, const struct akt_run_co
     }
 }
 
-static int evaluate_student(struct run *r, double *top1, double *top5, struct akt_error *e)
+/* Puts the network's name before an evaluation error's where ("batch 3"). */
+static void name_network(struct akt_error *e, const char *net, const char *detail)
+{
+    if (!e)
+        return;
+    char w[sizeof e->where];
+    snprintf(w, sizeof w, "%s%s%.200s: %.280s", net, *detail ? " " : "", detail, e->where);
+    snprintf(e->where, sizeof e->where, "%s", w);
+}
+
+static int evaluate_student(struct run *r, int epoch, double *top1, double *top5,
+                            struct akt_error *e)
 {
     int tracking = r->student.tracking;
     r->student.tracking = 0; /* evaluation never moves the ranges */
@@ -114,6 +125,11 @@ static int evaluate_student(struct run *r, double *top1, double *top5, struct ak
     struct akt_eval_result er;
     int rc = akt_evaluate(&r->student.net, &o, &r->data, r->c->eval_batch, NULL, NULL, &er, e);
     r->student.tracking = tracking;
+    if (rc) {
+        char d[32];
+        snprintf(d, sizeof d, "after epoch %d", epoch);
+        name_network(e, "student", d);
+    }
     *top1 = er.top1;
     *top5 = er.top5;
     return rc;
@@ -255,8 +271,6 @@ static int write_epoch(struct akt_results *out, const char *id, struct run *r, i
                        const struct akt_epoch_report *rep, float lr_s, float lr_g,
                        struct akt_error *e)
 {
-    if (!out)
-        return 0;
     struct { const char *name; double v; } m[] = {
         {"top1", rep->top1},         {"top5", rep->top5},       {"loss_g", rep->loss_g},
         {"loss_q", rep->loss_q},     {"grad_norm", rep->grad_norm}, {"lr_student", lr_s},
@@ -280,181 +294,6 @@ static int write_epoch(struct akt_results *out, const char *id, struct run *r, i
     }
     rc = akt_results_append(out, id, "act_range", epoch, ranges, 2 * na, e);
     free(ranges);
-    if (rc)
-        return rc;
-    return akt_results_flush(out, e);
-}
-
-/* ---------------------------------------------------------- checkpoint ---
- * Everything the next epoch depends on: student weights and momentum, the
- * generator's flat state (parameters + Adam moments), the RNG stream and the
- * range trackers. Two slots alternate, and the attributes checkpoint_slot and
- * checkpoint_epoch (= completed epochs) are written last, after a flush, so a
- * kill at any moment leaves one complete checkpoint behind. */
-#define RANGE_FIELDS 5
-
-/* The generator's flat state, or none (n = 0) when it has nothing to keep. */
-static float *generator_state(struct run *r, int64_t *n)
-{
-    *n = 0;
-    return r->gen->ops.gen.state ? r->gen->ops.gen.state(r->gen_self, n) : NULL;
-}
-
-static int save_checkpoint(struct akt_results *out, const char *id, struct run *r,
-                           int epochs_done, struct akt_error *e)
-{
-    int slot = epochs_done % 2, rc;
-    char grp[32];
-    snprintf(grp, sizeof grp, "checkpoint/slot%d", slot);
-    const struct akt_resnet *n = &r->student.net;
-    int nv = (int)n->n_values;
-    if ((rc = akt_results_write_tensor(out, id, grp, "student_values", n->values, 1, &nv, e)) ||
-        (rc = akt_results_write_tensor(out, id, grp, "student_momentum", r->student.momentum, 1,
-                                       &nv, e)))
-        return rc;
-    int64_t gn = 0;
-    float *gs = generator_state(r, &gn);
-    int gni = (int)gn;
-    if ((rc = akt_results_write_tensor(out, id, grp, "generator_state", gs, 1, &gni, e)))
-        return rc;
-    int rng[8];
-    memcpy(rng, r->rng.s, sizeof rng);
-    if ((rc = akt_results_write_ints(out, id, grp, "rng_state", rng, 8, e)))
-        return rc;
-    const int na = r->student.n_acts;
-    float *ranges = malloc((size_t)na * RANGE_FIELDS * sizeof *ranges);
-    int *updates = malloc((size_t)na * sizeof *updates);
-    AKT_ASSERT(ranges && updates);
-    for (int i = 0; i < na; i++) {
-        const struct akt_range *a = &r->student.act[i];
-        float *f = ranges + i * RANGE_FIELDS;
-        f[0] = a->lo, f[1] = a->hi, f[2] = a->raw_lo, f[3] = a->raw_hi, f[4] = a->c;
-        updates[i] = (int)a->updates;
-    }
-    int rs[2] = {na, RANGE_FIELDS};
-    rc = akt_results_write_tensor(out, id, grp, "act_ranges", ranges, 2, rs, e);
-    if (!rc)
-        rc = akt_results_write_ints(out, id, grp, "act_updates", updates, na, e);
-    free(ranges);
-    free(updates);
-    if (rc ||
-        (rc = akt_results_flush(out, e)) ||
-        (rc = akt_results_set_attr(out, id, "checkpoint_slot", slot, e)) ||
-        (rc = akt_results_set_attr(out, id, "checkpoint_epoch", epochs_done, e)))
-        return rc;
-    return akt_results_flush(out, e);
-}
-
-int akt__load_checkpoint(struct akt_results *out, const char *id, struct run *r, int slot,
-                         struct akt_error *e)
-{
-    char grp[32];
-    snprintf(grp, sizeof grp, "checkpoint/slot%d", slot);
-    struct akt_resnet *n = &r->student.net;
-    int rc;
-    if ((rc = akt_results_read_tensor(out, id, grp, "student_values", n->values, n->n_values, e)) ||
-        (rc = akt_results_read_tensor(out, id, grp, "student_momentum", r->student.momentum,
-                                      n->n_values, e)))
-        return rc;
-    int64_t gn = 0;
-    float *gs = generator_state(r, &gn);
-    if ((rc = akt_results_read_tensor(out, id, grp, "generator_state", gs, gn, e)))
-        return rc;
-    int rng[8];
-    if ((rc = akt_results_read_ints(out, id, grp, "rng_state", rng, 8, e)))
-        return rc;
-    memcpy(r->rng.s, rng, sizeof rng);
-    const int na = r->student.n_acts;
-    float *ranges = malloc((size_t)na * RANGE_FIELDS * sizeof *ranges);
-    int *updates = malloc((size_t)na * sizeof *updates);
-    AKT_ASSERT(ranges && updates);
-    rc = akt_results_read_tensor(out, id, grp, "act_ranges", ranges, (int64_t)na * RANGE_FIELDS,
-                                 e);
-    if (!rc)
-        rc = akt_results_read_ints(out, id, grp, "act_updates", updates, na, e);
-    for (int i = 0; !rc && i < na; i++) {
-        struct akt_range *a = &r->student.act[i];
-        const float *f = ranges + i * RANGE_FIELDS;
-        a->lo = f[0], a->hi = f[1], a->raw_lo = f[2], a->raw_hi = f[3], a->c = f[4];
-        a->updates = updates[i];
-    }
-    free(ranges);
-    free(updates);
-    return rc;
-}
-
-/* Opens the run in the results file. A finished run is reported and skipped
- * (*done = 1); an unfinished one resumes from its checkpoint (*start = the
- * first epoch to run) after its metrics are cut back to that epoch. */
-static int prepare_results(struct akt_results *out, struct run *r, struct akt_run_result *res,
-                           int *start, int *done, struct akt_error *e)
-{
-    const struct akt_run_config *c = r->c;
-    char *yaml = akt_run_config_yaml(c, r->gen, r->loss);
-    int rc = 0;
-    *start = 0;
-    *done = 0;
-    if (akt_results_has_run(out, c->id)) {
-        size_t cap = strlen(yaml) + 4096;
-        char *stored = malloc(cap), status[32] = "";
-        AKT_ASSERT(stored);
-        akt_results_get_config(out, c->id, stored, cap);
-        akt_results_get_status(out, c->id, status, sizeof status);
-        if (strcmp(stored, yaml)) {
-            rc = akt_error_set(e, AKT_EINVAL, c->out_path,
-                               "run '%s' already exists with a different configuration; choose "
-                               "another id or results file", c->id);
-        } else if (!strcmp(status, "done")) {
-            *done = 1;
-            akt_results_get_attr(out, c->id, "best_top1", &res->best_top1);
-            akt_results_get_attr(out, c->id, "final_top1", &res->final_top1);
-            akt_results_get_attr(out, c->id, "top1_fp", &res->top1_fp);
-            akt_results_get_attr(out, c->id, "top1_before", &res->top1_before);
-            double be = -1;
-            akt_results_get_attr(out, c->id, "best_epoch", &be);
-            res->best_epoch = (int)be;
-            res->epochs_done = c->epochs;
-        } else {
-            double ck = 0, slot = 0;
-            if (akt_results_get_attr(out, c->id, "checkpoint_epoch", &ck) == 0 &&
-                akt_results_get_attr(out, c->id, "checkpoint_slot", &slot) == 0 && ck > 0)
-                rc = akt__load_checkpoint(out, c->id, r, (int)slot, e);
-            else
-                ck = 0;
-            if (!rc)
-                rc = akt_results_truncate_steps(out, c->id, (int64_t)ck, e);
-            *start = (int)ck;
-            /* best and before-distillation figures of the epochs kept */
-            int64_t rows = akt_results_rows(out, c->id, "top1");
-            if (!rc && rows > 0) {
-                double *v = malloc(rows * sizeof *v);
-                int64_t *st = malloc(rows * sizeof *st);
-                AKT_ASSERT(v && st);
-                rc = akt_results_read_metric(out, c->id, "top1", st, v, rows, 1, e);
-                for (int64_t i = 0; !rc && i < rows; i++) {
-                    if (v[i] > res->best_top1) {
-                        res->best_top1 = v[i];
-                        res->best_epoch = (int)st[i];
-                    }
-                    res->final_top1 = v[i];
-                    if (st[i] == c->warmup_epochs - 1 || (c->warmup_epochs <= 0 && st[i] == 0))
-                        res->top1_before = v[i];
-                }
-                free(v);
-                free(st);
-            }
-            res->epochs_done = *start;
-        }
-        free(stored);
-    }
-    if (!rc && !*done)
-        rc = akt_results_run(out, c->id, yaml, e);
-    if (!rc && !*done)
-        rc = akt_results_set_status(out, c->id, "running", "", e);
-    /* the architecture, read off the teacher: what `akt report` groups by */
-    if (!rc && !*done)
-        rc = akt_results_set_attr(out, c->id, "depth", r->teacher.depth, e);
-    free(yaml);
     return rc;
 }
 
@@ -609,6 +448,25 @@ out:
     return rc;
 }
 
+/* The epoch's metric rows and the checkpoint after it, in one atomic
+ * replacement of the run file. */
+static int save_epoch(struct akt_run_store *st, struct run *r, int epoch,
+                      const struct akt_epoch_report *rep, float lr_s, float lr_g,
+                      struct akt_error *e)
+{
+    struct akt_results *h = NULL;
+    int rc = akt__store_edit(st, &h, e);
+    if (!rc)
+        rc = write_epoch(h, r->c->id, r, epoch, rep, lr_s, lr_g, e);
+    if (!rc)
+        rc = akt__checkpoint_save(h, r->c->id, r, epoch + 1, e);
+    if (rc) {
+        akt_results_discard(h);
+        return rc;
+    }
+    return akt__store_save(st, h, e);
+}
+
 int akt_run_train(const struct akt_run_config *c, const struct akt_registry *reg,
                   const struct akt_run_callbacks *cb, struct akt_run_result *res,
                   struct akt_error *e)
@@ -618,27 +476,22 @@ int akt_run_train(const struct akt_run_config *c, const struct akt_registry *reg
     r->c = c;
     memset(res, 0, sizeof *res);
     res->best_epoch = -1;
-    struct akt_results *out = NULL;
+    struct akt_run_store st = {0};
+    int to_file = c->out_path[0] != 0;
     akt_threads_set(c->threads);
     int rc = akt__open_run(r, reg, e);
     if (rc)
         goto done;
     res->best_top1 = -1;
     int start = 0, finished = 0;
-    if (c->out_path[0]) {
-        if ((rc = akt_results_open(&out, c->out_path, e)) ||
-            (rc = prepare_results(out, r, res, &start, &finished, e)))
-            goto done;
-        if (finished) {
-            akt_results_close(out, e);
-            out = NULL; /* leave the finished run as it is */
-            goto done;
-        }
-    }
+    if (to_file && ((rc = akt__store_open(&st, r, res, &start, &finished, e)) || finished))
+        goto done; /* refused (nothing written), or finished before: reported as stored */
     {
         struct akt_eval_result er;
-        if ((rc = akt_evaluate(&r->teacher, NULL, &r->data, c->eval_batch, NULL, NULL, &er, e)))
+        if ((rc = akt_evaluate(&r->teacher, NULL, &r->data, c->eval_batch, NULL, NULL, &er, e))) {
+            name_network(e, "teacher", c->teacher_path);
             goto done;
+        }
         res->top1_fp = er.top1;
     }
     float lr_g0 = c->lr_generator > 0 ? c->lr_generator : r->gen->ops.gen.lr;
@@ -729,7 +582,7 @@ int akt_run_train(const struct akt_run_config *c, const struct akt_registry *reg
 
         /* 3. evaluate on the held-out set; log the epoch */
         struct akt_epoch_report rep = {.epoch = epoch, .epochs = c->epochs};
-        if ((rc = evaluate_student(r, &rep.top1, &rep.top5, e)))
+        if ((rc = evaluate_student(r, epoch, &rep.top1, &rep.top5, e)))
             goto done;
         rep.loss_g = sum_g / c->iters;
         rep.loss_q = sum_q / c->iters;
@@ -743,33 +596,31 @@ int akt_run_train(const struct akt_run_config *c, const struct akt_registry *reg
         }
         res->final_top1 = rep.top1;
         res->epochs_done = epoch + 1;
-        if ((rc = write_epoch(out, c->id, r, epoch, &rep, lr_s, lr_g, e)))
-            goto done;
-        if (out && (rc = save_checkpoint(out, c->id, r, epoch + 1, e)))
+        if (to_file && (rc = save_epoch(&st, r, epoch, &rep, lr_s, lr_g, e)))
             goto done;
         if (cb && cb->epoch)
             cb->epoch(&rep, cb->user);
     }
-    if (out && (rc = write_final_tensors(out, c->id, r, e)))
-        goto done;
+    if (to_file) {
+        struct akt_results *h = NULL;
+        if ((rc = akt__store_edit(&st, &h, e)) || (rc = write_final_tensors(h, c->id, r, e))) {
+            akt_results_discard(h);
+            goto done;
+        }
+        /* status done comes with the tensors and figures, in one replacement */
+        rc = akt__store_finish(&st, h, c->id, "done", "", res, e);
+    }
 
 done:
-    if (out) {
+    if (st.open) { /* stopped while training: the epochs so far are kept */
         struct akt_error e2 = {0};
         char msg[1200] = "";
-        if (rc && e)
+        if (e)
             akt_error_format(e, msg, sizeof msg);
-        const char *status = !rc ? "done" : rc == AKT_EINTR ? "interrupted" : "failed";
-        if (!rc) {
-            akt_results_set_attr(out, c->id, "best_top1", res->best_top1, &e2);
-            akt_results_set_attr(out, c->id, "final_top1", res->final_top1, &e2);
-            akt_results_set_attr(out, c->id, "top1_fp", res->top1_fp, &e2);
-            akt_results_set_attr(out, c->id, "top1_before", res->top1_before, &e2);
-            akt_results_set_attr(out, c->id, "best_epoch", res->best_epoch, &e2);
-        }
-        akt_results_set_status(out, c->id, status, msg, &e2);
-        akt_results_close(out, &e2);
+        akt__store_finish(&st, NULL, c->id, rc == AKT_EINTR ? "interrupted" : "failed", msg, res,
+                          &e2);
     }
+    akt__store_close(&st);
     akt__close_run(r);
     free(r);
     return rc;

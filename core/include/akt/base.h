@@ -96,6 +96,13 @@ double akt_time_ms(void); /* monotonic clock */
 /* 1 when environment variable name is set, non-empty and not "0" */
 int akt_env_flag(const char *name);
 
+/* Before opening a file a user named: 0 when path is a regular file
+ * (*exists = 1) or absent (*exists = 0; exists may be NULL only when the
+ * file must exist, then absence is an AKT_EIO error); an AKT_EIO error naming
+ * path when it is a folder, a FIFO, a socket or a device (opening a FIFO
+ * blocks until another process writes to it) or cannot be looked up. */
+int akt_file_check(const char *path, int *exists, struct akt_error *e);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,7 +1,13 @@
 /* Results files (HDF5, schema in results/README.md): one group per run with
  * its configuration, status, per-epoch metric series, final tensors and a
- * checkpoint. Every HDF5 call is checked; the file is flushed after each
- * epoch so an interrupted run loses at most the epoch in progress. */
+ * checkpoint. Every HDF5 call is checked.
+ *
+ * Two ways to write. akt_results_open changes a file in place: simple, but
+ * HDF5 is not crash-safe, so a kill can leave the file unreadable. akt's own
+ * commands use akt_results_edit + akt_results_commit instead: the changes go
+ * to a private copy that replaces the file atomically (a kill leaves the old
+ * file or the new one), and a run in progress lives in its own run file
+ * (akt_results_run_file) until it is committed into the results file. */
 #ifndef AKT_RESULTS_H
 #define AKT_RESULTS_H
 
@@ -11,7 +17,7 @@
 extern "C" {
 #endif
 
-#define AKT_RESULTS_SCHEMA 1
+#define AKT_RESULTS_SCHEMA 2
 
 /* Names: run ids, tensor groups ('/' between levels), tensor and attribute
  * names use [A-Za-z0-9_.-]; metric names use [A-Za-z0-9_.]. Anything else is
@@ -23,6 +29,46 @@ struct akt_results;
 int akt_results_open(struct akt_results **r, const char *path, struct akt_error *e);
 int akt_results_close(struct akt_results *r, struct akt_error *e);
 int akt_results_flush(struct akt_results *r, struct akt_error *e);
+/* Opens an existing akt results file read-only (schema 1..AKT_RESULTS_SCHEMA).
+ * Files are replaced, never changed in place, so a reader never sees a half-
+ * written file, also while akt writes. It never creates or changes a file;
+ * the writers below fail on its handle. Close it with akt_results_close. */
+int akt_results_open_read(struct akt_results **r, const char *path, struct akt_error *e);
+/* Crash-consistent change: opens a private copy path.tmp of path (a byte
+ * copy in large blocks, or a new results file when path does not exist) for
+ * writing with the calls below. akt_results_commit closes it, fsyncs it,
+ * renames it over path and fsyncs the folder (it consumes r, also when it
+ * fails); akt_results_discard (and
+ * akt_results_close) drop it, leaving path as it was. Errors name path. */
+int akt_results_edit(struct akt_results **r, const char *path, struct akt_error *e);
+int akt_results_commit(struct akt_results *r, struct akt_error *e);
+void akt_results_discard(struct akt_results *r);
+/* The root attribute akt_schema_version (0 if unreadable). */
+int akt_results_schema(struct akt_results *r);
+/* Deep copy (H5Ocopy) of /runs/<id> of src into dst, replacing dst's. */
+int akt_results_copy_run(struct akt_results *dst, struct akt_results *src, const char *id,
+                         struct akt_error *e);
+
+/* Beside a results file OUT.h5, akt keeps the folder OUT.h5.d: the writer
+ * lock OUT.h5.d/lock and one run file OUT.h5.d/<id>.h5 per run in progress
+ * (a one-run results file of the same schema). Paths into buf; 0, or
+ * AKT_EINVAL when buf is too small. */
+int akt_results_run_dir(const char *path, char *buf, size_t n);
+int akt_results_run_file(const char *path, const char *id, char *buf, size_t n);
+/* Removes a results file (a run file once it is committed), durably: the
+ * folder is synced; a missing file is fine. */
+int akt_results_remove(const char *path, struct akt_error *e);
+/* akt's own advisory lock on a results file (flock on OUT.h5.d/lock,
+ * created as needed, with the holder's pid in it): one writer at a time,
+ * also where HDF5's file locking is off (HDF5_USE_FILE_LOCKING=FALSE on
+ * NFS/Lustre). A second writer gets an error naming the file and the
+ * holder. AKT_NO_RESULTS_LOCK=1 skips it (file systems without locks). */
+struct akt_results_lock;
+int akt_results_lock(struct akt_results_lock **l, const char *path, struct akt_error *e);
+void akt_results_unlock(struct akt_results_lock *l);
+/* 1 when a process holds that lock now (a run file saying "running" is then
+ * really running; else its process was killed), 0 otherwise. */
+int akt_results_writer_active(const char *path);
 
 /* /runs/<id>: created with the config YAML, or reopened when present. */
 int akt_results_run(struct akt_results *r, const char *id, const char *config_yaml,
@@ -69,6 +115,13 @@ int akt_results_set_attr(struct akt_results *r, const char *id, const char *name
                          struct akt_error *e);
 int akt_results_get_attr(struct akt_results *r, const char *id, const char *name, double *v);
 
+/* Removes /runs/<id>/<path> (a group or dataset) or a scalar attribute of
+ * /runs/<id>; absent ones are fine. */
+int akt_results_delete(struct akt_results *r, const char *id, const char *path,
+                       struct akt_error *e);
+int akt_results_delete_attr(struct akt_results *r, const char *id, const char *name,
+                            struct akt_error *e);
+
 /* Analysis output (e.g. `akt hessian`, /runs/<id>/analysis/...): a float64
  * array [n] at /runs/<id>/<group>/<name> (replaced if present), and scalar
  * float64 / string attributes on the group /runs/<id>/<group> (created as
@@ -97,13 +150,7 @@ int akt_results_get_group_attr_str(struct akt_results *r, const char *id, const 
  * merged_from lists the inputs (appended to by each merge). */
 int akt_results_merge(const char *out, const char **in, int n, struct akt_error *e);
 
-/* Reading only (akt table). akt_results_open_read opens an existing results
- * file read-only, without HDF5 file locking, so a file that `akt run` is
- * still writing can be read (its completed epochs are flushed); it never
- * creates or changes a file, and the writers above fail on its handle.
- * Close it with akt_results_close. */
-int akt_results_open_read(struct akt_results **r, const char *path, struct akt_error *e);
-/* The run ids (/runs/<id>), or the metric names of one run, in byte order of
+/* Reading (akt table, akt status): the run ids (/runs/<id>), or the metric names of one run, in byte order of
  * the names: a malloc'd array of *n malloc'd strings, freed with
  * akt_results_free_names. A run without metrics/ has none (0). */
 int akt_results_run_ids(struct akt_results *r, char ***ids, int *n, struct akt_error *e);
@@ -113,6 +160,23 @@ void akt_results_free_names(char **names, int n);
 /* A string attribute of /runs/<id> (config, status, status_message, created),
  * malloc'd; NULL when the run or the attribute is absent. */
 char *akt_results_run_str(struct akt_results *r, const char *id, const char *name);
+
+/* Every run of a results file, ended or not: the runs of path and those in
+ * its run folder (path.d/<id>.h5: in progress, or killed), in name order;
+ * where[i] is the read-only handle that holds run ids[i]'s newest state (a
+ * run file wins over an unfinished copy in path). path may be missing when
+ * run files exist. Close with akt_results_view_close (it closes the
+ * handles). */
+struct akt_results_view {
+    int n;
+    char **ids;
+    struct akt_results **where;
+    struct akt_results *main;   /* path itself, or NULL */
+    struct akt_results **files; /* the run files opened */
+    int n_files;
+};
+int akt_results_view_open(struct akt_results_view *v, const char *path, struct akt_error *e);
+void akt_results_view_close(struct akt_results_view *v);
 
 #ifdef __cplusplus
 }

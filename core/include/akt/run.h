@@ -54,13 +54,26 @@ int akt_run_config_set(struct akt_run_config *c, const struct akt_registry *reg,
 /* Checks ranges and resolves the plugins; call before akt_run_train. */
 int akt_run_config_check(const struct akt_run_config *c, const struct akt_registry *reg,
                          struct akt_error *e);
-/* The value of a top-level key of a stored configuration (YAML text, as
- * akt_run_config_yaml writes it), unquoted, into buf: 0, or -1 when the text
- * is not a YAML mapping or has no such scalar key. */
-int akt_config_text_get(const char *yaml, const char *key, char *buf, size_t n);
-/* The expanded configuration as YAML text (stored with the results). */
+/* The expanded configuration as YAML text (stored with the results), written
+ * by libyaml's emitter: a flat map of the keys akt_run_config_set takes.
+ * malloc'd; NULL when it cannot be written (a path that is not UTF-8). */
 char *akt_run_config_yaml(const struct akt_run_config *c, const struct akt_plugin *gen,
                           const struct akt_plugin *loss);
+/* Reads such text back with libyaml: fn(key, value, line) per pair in order
+ * (a list value comes as its items joined with ","); stops at fn's first
+ * non-zero return. Not YAML, not a map, or more than AKT_CONFIG_TEXT_MAX
+ * bytes: AKT_EFORMAT naming where. */
+#define AKT_CONFIG_TEXT_MAX (1 << 20)
+typedef int (*akt_config_pair_fn)(const char *key, const char *value, int line, void *user);
+int akt_run_config_text_each(const char *text, akt_config_pair_fn fn, void *user,
+                             const char *where, struct akt_error *e);
+/* Compares two stored configs key by key: 0 the same, 1 different (the
+ * differing keys, ", "-separated, into keys), < 0 when either cannot be
+ * read as above. */
+int akt_run_config_text_diff(const char *a, const char *b, char *keys, size_t n);
+/* The value of one top-level key of such text into buf: 0, or -1 when the
+ * text cannot be read or has no such key. */
+int akt_config_text_get(const char *yaml, const char *key, char *buf, size_t n);
 
 struct akt_epoch_report {
     int epoch, epochs;

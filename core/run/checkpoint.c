@@ -1,0 +1,504 @@
+/* Checkpoint, resume and the crash-consistent life of a run's results
+ * (results/README.md, "Checkpoint" and "Crash safety").
+ *
+ * A run in progress lives in its own run file OUT.h5.d/<id>.h5, a one-run
+ * results file that is replaced atomically (copy, change, fsync, rename) at
+ * every epoch end, so it always holds complete epochs and the checkpoint
+ * that matches them. The results file OUT.h5 is only ever replaced
+ * atomically too: when a run ends (done, failed or interrupted) its run
+ * group is copied in and the run file removed. A kill at any write leaves
+ * a state from which rerunning the same command ends bit-identical. */
+#include "internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CKPT "checkpoint"
+#define RANGE_FIELDS 5 /* lo, hi, raw_lo, raw_hi, beta^updates */
+
+/* ------------------------------------------------ range trackers ---
+ * The only code that walks the student's activation range trackers. */
+static int n_acts(const struct akt_student *s)
+{
+    return s->n_acts;
+}
+
+static void ranges_pack(const struct akt_student *s, float *f, int *updates)
+{
+    for (int i = 0; i < n_acts(s); i++) {
+        const struct akt_range *a = &s->act[i];
+        float *x = f + i * RANGE_FIELDS;
+        x[0] = a->lo, x[1] = a->hi, x[2] = a->raw_lo, x[3] = a->raw_hi, x[4] = a->c;
+        updates[i] = (int)a->updates;
+    }
+}
+
+static void ranges_unpack(struct akt_student *s, const float *f, const int *updates)
+{
+    for (int i = 0; i < n_acts(s); i++) {
+        struct akt_range *a = &s->act[i];
+        const float *x = f + i * RANGE_FIELDS;
+        a->lo = x[0], a->hi = x[1], a->raw_lo = x[2], a->raw_hi = x[3], a->c = x[4];
+        a->updates = updates[i];
+    }
+}
+
+/* ------------------------------------------------------ contents --- */
+
+/* FNV-1a, 64 bits, over a dataset's bytes as akt holds them in memory. */
+static uint64_t fnv1a64(const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    uint64_t h = 14695981039346656037ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+
+/* The checkpoint's datasets, pointing at the run's live state (ranges and
+ * updates at the caller's buffers). */
+struct item {
+    const char *name;
+    void *data;
+    int64_t n;
+    int ints, ndim, shape[2];
+};
+
+static int items_of(struct run *r, float *ranges, int *updates, int *rng, struct item *it)
+{
+    struct akt_resnet *net = &r->student.net;
+    int64_t gn = 0; /* a generator with nothing to keep (state NULL) checkpoints 0 floats */
+    float *gs = r->gen->ops.gen.state ? r->gen->ops.gen.state(r->gen_self, &gn) : NULL;
+    int na = n_acts(&r->student), k = 0;
+    it[k++] = (struct item){"student_values", net->values, net->n_values, 0, 1, {(int)net->n_values}};
+    it[k++] = (struct item){"student_momentum", r->student.momentum, net->n_values, 0, 1,
+                            {(int)net->n_values}};
+    it[k++] = (struct item){"generator_state", gs, gn, 0, 1, {(int)gn}};
+    it[k++] = (struct item){"rng_state", rng, 8, 1, 1, {8}};
+    it[k++] = (struct item){"act_ranges", ranges, (int64_t)na * RANGE_FIELDS, 0, 2,
+                            {na, RANGE_FIELDS}};
+    it[k++] = (struct item){"act_updates", updates, na, 1, 1, {na}};
+    return k;
+}
+#define MAX_ITEMS 6
+
+static size_t item_bytes(const struct item *it) { return (size_t)it->n * 4; }
+
+/* What no checkpoint akt writes can hold; NULL when it is fine. */
+static const char *item_check(const struct item *it)
+{
+    if (!strcmp(it->name, "rng_state")) {
+        const int *v = it->data;
+        int any = 0;
+        for (int i = 0; i < 8; i++)
+            any |= v[i];
+        return any ? NULL : "is all zero (not an xoshiro256** state)";
+    }
+    if (!strcmp(it->name, "act_updates")) {
+        const int *v = it->data;
+        for (int64_t i = 0; i < it->n; i++)
+            if (v[i] < 0)
+                return "holds a negative update count";
+        return NULL;
+    }
+    const float *v = it->data;
+    for (int64_t i = 0; i < it->n; i++)
+        if (!isfinite(v[i]))
+            return isnan(v[i]) ? "holds NaN" : "holds an infinite value";
+    if (!strcmp(it->name, "act_ranges"))
+        for (int64_t i = 0; i < it->n / RANGE_FIELDS; i++) {
+            float c = v[i * RANGE_FIELDS + 4];
+            if (!(c >= 0 && c <= 1))
+                return "holds a bias-correction factor outside [0, 1]";
+        }
+    return NULL;
+}
+
+int akt__checkpoint_save(struct akt_results *h, const char *id, struct run *r, int epochs_done,
+                         struct akt_error *e)
+{
+    int na = n_acts(&r->student);
+    float *ranges = malloc((size_t)na * RANGE_FIELDS * sizeof *ranges);
+    int *updates = malloc((size_t)na * sizeof *updates), rng[8];
+    AKT_ASSERT(ranges && updates);
+    ranges_pack(&r->student, ranges, updates);
+    memcpy(rng, r->rng.s, sizeof rng);
+    struct item it[MAX_ITEMS];
+    int n = items_of(r, ranges, updates, rng, it);
+    /* a run resumed from a schema-1 file: its two slots go */
+    int rc = akt_results_delete(h, id, CKPT "/slot0", e);
+    if (!rc)
+        rc = akt_results_delete(h, id, CKPT "/slot1", e);
+    if (!rc)
+        rc = akt_results_delete_attr(h, id, "checkpoint_slot", e);
+    for (int i = 0; i < n && !rc; i++) {
+        rc = it[i].ints ? akt_results_write_ints(h, id, CKPT, it[i].name, it[i].data,
+                                                 (int)it[i].n, e)
+                        : akt_results_write_tensor(h, id, CKPT, it[i].name, it[i].data,
+                                                   it[i].ndim, it[i].shape, e);
+        char name[64], hex[24];
+        snprintf(name, sizeof name, "fnv1a64_%s", it[i].name);
+        snprintf(hex, sizeof hex, "%016llx",
+                 (unsigned long long)fnv1a64(it[i].data, item_bytes(&it[i])));
+        if (!rc)
+            rc = akt_results_set_group_attr_str(h, id, CKPT, name, hex, e);
+    }
+    if (!rc)
+        rc = akt_results_set_group_attr(h, id, CKPT, "epoch", epochs_done, e);
+    if (!rc)
+        rc = akt_results_set_attr(h, id, "checkpoint_epoch", epochs_done, e);
+    free(ranges);
+    free(updates);
+    return rc;
+}
+
+static const char *STD_METRICS[] = {"top1", "top5", "loss_g", "loss_q", "grad_norm",
+                                    "lr_student", "lr_generator", "time_s", "act_range"};
+
+/* @checkpoint_epoch, checked: a whole number of epochs in 0..epochs that
+ * every standard metric holds (steps 0, 1, ... in top1). */
+static int checkpoint_epoch(struct akt_results *f, const char *file, const char *id,
+                            const struct akt_run_config *c, int *ck, struct akt_error *e)
+{
+    char w[1400];
+    snprintf(w, sizeof w, "%s:/runs/%s@checkpoint_epoch", file, id);
+    double v = 0;
+    *ck = 0;
+    if (akt_results_get_attr(f, id, "checkpoint_epoch", &v) != 0)
+        return 0; /* no epoch completed yet */
+    if (!(v >= 0 && v <= c->epochs && v == floor(v)))
+        return akt_error_set(e, AKT_EFORMAT, w,
+                             "is %g; expected a whole number of completed epochs in 0..%d (the "
+                             "configured epochs)", v, c->epochs);
+    int k = (int)v;
+    for (size_t i = 0; i < sizeof STD_METRICS / sizeof STD_METRICS[0]; i++) {
+        int64_t rows = akt_results_rows(f, id, STD_METRICS[i]);
+        if (rows < k)
+            return akt_error_set(e, AKT_EFORMAT, w,
+                                 "is %d but metric '%s' holds %lld epochs (damaged or edited "
+                                 "file)", k, STD_METRICS[i], (long long)(rows < 0 ? 0 : rows));
+    }
+    if (k > 0) {
+        int64_t *st = malloc((size_t)k * sizeof *st);
+        AKT_ASSERT(st);
+        int rc = akt_results_read_metric(f, id, "top1", st, NULL, k, 1, e);
+        for (int i = 0; !rc && i < k; i++)
+            if (st[i] != i)
+                rc = akt_error_set(e, AKT_EFORMAT, w,
+                                   "is %d but row %d of metric 'top1' is epoch %lld", k, i,
+                                   (long long)st[i]);
+        free(st);
+        if (rc)
+            return rc;
+    }
+    *ck = k;
+    return 0;
+}
+
+int akt__checkpoint_load(struct akt_results *f, const char *file, const char *id, struct run *r,
+                         int *epoch, struct akt_error *e)
+{
+    int ck = 0, rc = checkpoint_epoch(f, file, id, r->c, &ck, e);
+    *epoch = 0;
+    if (rc || ck == 0)
+        return rc;
+    /* schema 2: one group with checksums; schema 1: checkpoint/slot<k> */
+    char grp[32] = CKPT, w[1400];
+    double gepoch = -1, slot = -1;
+    int flat = akt_results_get_group_attr(f, id, CKPT, "epoch", &gepoch) == 0;
+    if (flat && gepoch != ck) {
+        snprintf(w, sizeof w, "%s:/runs/%s/" CKPT "@epoch", file, id);
+        return akt_error_set(e, AKT_EFORMAT, w, "is %g but the run's checkpoint_epoch is %d",
+                             gepoch, ck);
+    }
+    if (!flat) {
+        if (akt_results_get_attr(f, id, "checkpoint_slot", &slot) != 0 || (slot != 0 && slot != 1)) {
+            snprintf(w, sizeof w, "%s:/runs/%s", file, id);
+            return akt_error_set(e, AKT_EFORMAT, w,
+                                 "checkpoint_epoch is %d but there is no checkpoint (neither "
+                                 CKPT "/@epoch nor a schema-1 checkpoint_slot 0 or 1)", ck);
+        }
+        snprintf(grp, sizeof grp, CKPT "/slot%d", (int)slot);
+    }
+    int na = n_acts(&r->student);
+    float *ranges = malloc((size_t)na * RANGE_FIELDS * sizeof *ranges);
+    int *updates = malloc((size_t)na * sizeof *updates), rng[8];
+    AKT_ASSERT(ranges && updates);
+    struct item it[MAX_ITEMS];
+    int n = items_of(r, ranges, updates, rng, it);
+    for (int i = 0; i < n && !rc; i++) {
+        snprintf(w, sizeof w, "%s:/runs/%s/%s/%s", file, id, grp, it[i].name);
+        rc = it[i].ints ? akt_results_read_ints(f, id, grp, it[i].name, it[i].data, (int)it[i].n, e)
+                        : akt_results_read_tensor(f, id, grp, it[i].name, it[i].data, it[i].n, e);
+        if (rc)
+            break;
+        if (flat) {
+            char name[64], want[64] = "", got[24];
+            snprintf(name, sizeof name, "fnv1a64_%s", it[i].name);
+            snprintf(got, sizeof got, "%016llx",
+                     (unsigned long long)fnv1a64(it[i].data, item_bytes(&it[i])));
+            if (akt_results_get_group_attr_str(f, id, CKPT, name, want, sizeof want) != 0)
+                rc = akt_error_set(e, AKT_EFORMAT, w, "has no checksum (attribute %s of "
+                                   "the checkpoint group)", name);
+            else if (strcmp(want, got))
+                rc = akt_error_set(e, AKT_EFORMAT, w,
+                                   "checksum mismatch (stored %s, contents %s): the checkpoint "
+                                   "was changed or damaged after akt wrote it", want, got);
+        }
+        const char *why = rc ? NULL : item_check(&it[i]);
+        if (why)
+            rc = akt_error_set(e, AKT_EFORMAT, w, "%s: not a checkpoint akt wrote", why);
+    }
+    if (!rc) {
+        memcpy(r->rng.s, rng, sizeof rng);
+        ranges_unpack(&r->student, ranges, updates);
+        *epoch = ck;
+    }
+    free(ranges);
+    free(updates);
+    return rc;
+}
+
+/* ------------------------------------------------- what a run kept --- */
+
+/* best, final and before-distillation figures of the first ck epochs */
+static int kept_figures(struct akt_results *f, const char *id, const struct akt_run_config *c,
+                        int ck, struct akt_run_result *res, struct akt_error *e)
+{
+    res->epochs_done = ck;
+    if (ck == 0)
+        return 0;
+    double *v = malloc((size_t)ck * sizeof *v);
+    int64_t *st = malloc((size_t)ck * sizeof *st);
+    AKT_ASSERT(v && st);
+    int rc = akt_results_read_metric(f, id, "top1", st, v, ck, 1, e);
+    for (int i = 0; !rc && i < ck; i++) {
+        if (v[i] > res->best_top1) {
+            res->best_top1 = v[i];
+            res->best_epoch = (int)st[i];
+        }
+        res->final_top1 = v[i];
+        if (st[i] == c->warmup_epochs - 1 || (c->warmup_epochs <= 0 && st[i] == 0))
+            res->top1_before = v[i];
+    }
+    free(v);
+    free(st);
+    return rc;
+}
+
+/* The figures of a finished run; every one of them must be there. */
+static int done_figures(struct akt_results *f, const char *file, const char *id,
+                        const struct akt_run_config *c, struct akt_run_result *res,
+                        struct akt_error *e)
+{
+    struct { const char *name; double *v; } a[] = {
+        {"best_top1", &res->best_top1}, {"final_top1", &res->final_top1},
+        {"top1_fp", &res->top1_fp},     {"top1_before", &res->top1_before}};
+    char w[1400];
+    snprintf(w, sizeof w, "%s:/runs/%s", file, id);
+    for (size_t i = 0; i < sizeof a / sizeof a[0]; i++)
+        if (akt_results_get_attr(f, id, a[i].name, a[i].v) != 0)
+            return akt_error_set(e, AKT_EFORMAT, w,
+                                 "status is 'done' but attribute '%s' is missing (damaged or "
+                                 "edited file)", a[i].name);
+    double be = -1;
+    akt_results_get_attr(f, id, "best_epoch", &be);
+    res->best_epoch = (int)be;
+    res->epochs_done = c->epochs;
+    return 0;
+}
+
+/* The stored config against this run's: the same keys with the same values. */
+static int check_config(struct akt_results *f, const char *file, const char *id,
+                        const char *yaml, struct akt_error *e)
+{
+    size_t cap = strlen(yaml) + 65536;
+    char *stored = malloc(cap), keys[400];
+    AKT_ASSERT(stored);
+    akt_results_get_config(f, id, stored, cap);
+    int d = akt_run_config_text_diff(stored, yaml, keys, sizeof keys);
+    if (d < 0) /* unreadable stored text: only the same text is the same run */
+        d = strcmp(stored, yaml) != 0;
+    free(stored);
+    if (!d)
+        return 0;
+    return akt_error_set(e, AKT_EINVAL, file,
+                         "run '%s' already exists with a different configuration (%s%s); "
+                         "choose another id or results file (nothing was changed)", id,
+                         *keys ? "keys: " : "stored config unreadable", keys);
+}
+
+static int status_of(struct akt_results *f, const char *id, char *buf, size_t n)
+{
+    buf[0] = 0;
+    return akt_results_get_status(f, id, buf, n);
+}
+
+/* ------------------------------------------------------- the store --- */
+
+/* The run file's run group, copied into the results file (created when
+ * absent); then the run file goes. */
+static int publish(struct akt_run_store *s, const char *id, struct akt_error *e)
+{
+    struct akt_results *src = NULL, *h = NULL;
+    int rc = akt_results_open_read(&src, s->file, e);
+    if (!rc)
+        rc = akt_results_edit(&h, s->main, e);
+    if (!rc)
+        rc = akt_results_copy_run(h, src, id, e);
+    if (!rc) {
+        rc = akt_results_commit(h, e);
+        h = NULL;
+    }
+    akt_results_discard(h);
+    akt_results_close(src, NULL);
+    return rc ? rc : akt_results_remove(s->file, e);
+}
+
+int akt__store_open(struct akt_run_store *s, struct run *r, struct akt_run_result *res, int *start,
+                    int *done, struct akt_error *e)
+{
+    const struct akt_run_config *c = r->c;
+    memset(s, 0, sizeof *s);
+    *start = 0;
+    *done = 0;
+    snprintf(s->main, sizeof s->main, "%s", c->out_path);
+    if (akt_results_run_file(c->out_path, c->id, s->file, sizeof s->file))
+        return akt_error_set(e, AKT_EINVAL, c->out_path, "results path too long");
+    char *yaml = akt_run_config_yaml(c, r->gen, r->loss);
+    if (!yaml)
+        return akt_error_set(e, AKT_EINVAL, c->out_path,
+                             "the configuration of run '%s' cannot be written as YAML (a path "
+                             "that is not UTF-8?)", c->id);
+    struct akt_results *m = NULL, *f = NULL, *h = NULL;
+    int mx = 0, fx = 0, rc = akt_file_check(s->main, &mx, e);
+    /* a file that is no results file is refused before anything is made */
+    if (!rc && mx && !(rc = akt_results_open_read(&m, s->main, e)))
+        rc = akt_results_close(m, e);
+    m = NULL;
+    if (!rc)
+        rc = akt_results_lock(&s->lock, s->main, e);
+    if (!rc && mx)
+        rc = akt_results_open_read(&m, s->main, e);
+    if (!rc)
+        rc = akt_file_check(s->file, &fx, e);
+    if (!rc && fx && (rc = akt_results_open_read(&f, s->file, e)) == 0 &&
+        !akt_results_has_run(f, c->id))
+        rc = akt_error_set(e, AKT_EFORMAT, s->file, "run file without run '%s'", c->id);
+    if (rc)
+        goto out;
+
+    char mst[32] = "", fst[32] = "";
+    int in_main = m && akt_results_has_run(m, c->id);
+    if (in_main)
+        status_of(m, c->id, mst, sizeof mst);
+    if (fx)
+        status_of(f, c->id, fst, sizeof fst);
+    if (in_main && !strcmp(mst, "done")) {
+        /* finished: reported, never run again; a run file beside it is a
+         * leftover of a kill between the commit and its removal */
+        if ((rc = check_config(m, s->main, c->id, yaml, e)) ||
+            (rc = done_figures(m, s->main, c->id, c, res, e)))
+            goto out;
+        akt_results_close(f, NULL);
+        f = NULL;
+        rc = fx ? akt_results_remove(s->file, e) : 0;
+        *done = !rc;
+        goto out;
+    }
+    /* the newest state: the run file, else an unfinished copy in OUT */
+    struct akt_results *src = fx ? f : in_main ? m : NULL;
+    const char *src_path = fx ? s->file : s->main;
+    if (src && (rc = check_config(src, src_path, c->id, yaml, e)))
+        goto out;
+    if (fx && !strcmp(fst, "done")) { /* killed before its commit: redo it */
+        if ((rc = done_figures(f, s->file, c->id, c, res, e)))
+            goto out;
+        akt_results_close(f, NULL);
+        f = NULL;
+        rc = publish(s, c->id, e);
+        *done = !rc;
+        goto out;
+    }
+    int ck = 0;
+    if (src && ((rc = akt__checkpoint_load(src, src_path, c->id, r, &ck, e)) ||
+                (rc = kept_figures(src, c->id, c, ck, res, e))))
+        goto out;
+    /* every check passed: now the run file says "running" */
+    if ((rc = akt_results_edit(&h, s->file, e)))
+        goto out;
+    if (!fx && in_main)
+        rc = akt_results_copy_run(h, m, c->id, e);
+    else if (!fx)
+        rc = akt_results_run(h, c->id, yaml, e);
+    if (!rc && src) /* rows past the checkpoint: a schema-1 run killed mid-epoch */
+        rc = akt_results_truncate_steps(h, c->id, ck, e);
+    if (!rc)
+        rc = akt_results_set_status(h, c->id, "running", "", e);
+    /* the architecture, read off the teacher: what `akt report` groups by */
+    if (!rc)
+        rc = akt_results_set_attr(h, c->id, "depth", r->teacher.depth, e);
+    if (!rc) {
+        rc = akt_results_commit(h, e);
+        h = NULL;
+    }
+    if (!rc) {
+        *start = ck;
+        s->open = 1;
+    }
+out:
+    akt_results_discard(h);
+    akt_results_close(f, NULL);
+    akt_results_close(m, NULL);
+    free(yaml);
+    if (rc || *done)
+        akt__store_close(s);
+    return rc;
+}
+
+int akt__store_edit(struct akt_run_store *s, struct akt_results **h, struct akt_error *e)
+{
+    return akt_results_edit(h, s->file, e);
+}
+
+int akt__store_save(struct akt_run_store *s, struct akt_results *h, struct akt_error *e)
+{
+    (void)s;
+    return akt_results_commit(h, e);
+}
+
+int akt__store_finish(struct akt_run_store *s, struct akt_results *h, const char *id,
+                      const char *status, const char *message, const struct akt_run_result *res,
+                      struct akt_error *e)
+{
+    s->open = 0;
+    int rc = h ? 0 : akt_results_edit(&h, s->file, e);
+    if (!rc && !strcmp(status, "done")) {
+        struct { const char *name; double v; } a[] = {
+            {"best_top1", res->best_top1},   {"final_top1", res->final_top1},
+            {"top1_fp", res->top1_fp},       {"top1_before", res->top1_before},
+            {"best_epoch", res->best_epoch}};
+        for (size_t i = 0; i < sizeof a / sizeof a[0] && !rc; i++)
+            rc = akt_results_set_attr(h, id, a[i].name, a[i].v, e);
+    }
+    if (!rc)
+        rc = akt_results_set_status(h, id, status, message, e);
+    if (!rc) {
+        rc = akt_results_commit(h, e);
+        h = NULL;
+    }
+    akt_results_discard(h);
+    if (!rc)
+        rc = publish(s, id, e);
+    akt__store_close(s);
+    return rc;
+}
+
+void akt__store_close(struct akt_run_store *s)
+{
+    akt_results_unlock(s->lock);
+    s->lock = NULL;
+    s->open = 0;
+}
