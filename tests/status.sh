@@ -37,12 +37,13 @@ report "a matrix with a failing run (exit 1)" "${why[@]}"
 train() { # train ID [extra options...]: a tiny run into $F
     local id=$1
     shift
-    "$AKT" train --generator gdfq --loss logit --batch 4 --set eval_limit=20 --set milestones=none \
-        --id "$id" --out "$F" --quiet "$@"
+    # exec: in the background, $! is then akt itself (kill -9 must reach it)
+    exec "$AKT" train --generator gdfq --loss logit --batch 4 --set eval_limit=20 --set milestones=none \
+        --set id="$id" --out "$F" --quiet "$@"
 }
 
 # a run in progress: still being written when akt status reads the file
-train slow --epochs 50 --iters 50 >/dev/null 2>&1 &
+(train slow --epochs 50 --iters 50 >/dev/null 2>&1) &
 bg=$!
 for _ in $(seq 1 300); do
     [ -f "$F.d/slow.h5" ] && break
@@ -55,7 +56,7 @@ report "a run in progress is 'running' (read from its run file)" "${why[@]}"
 kill -9 "$bg"
 wait "$bg" 2>/dev/null
 bg=
-AKT_KILL_AFTER_ITERS=3 train killed --epochs 2 --iters 2 >/dev/null 2>&1
+(AKT_KILL_AFTER_ITERS=3 train killed --epochs 2 --iters 2 >/dev/null 2>&1)
 
 run "$AKT" status "$F"
 why=()
