@@ -18,8 +18,9 @@ static const char *PLUGINS_USAGE =
     "                    repeatable\n"
     "\n"
     "Default folders: $AKT_PLUGIN_PATH (colon-separated) if set, else the build\n"
-    "tree's plugins/generators and plugins/losses, then the install folder. A\n"
-    "file name found in an earlier folder hides the same name in later ones.\n"
+    "tree's plugin folders (generators, losses, synq, hast, synthset), then the\n"
+    "install folder. A file name found in an earlier folder hides the same name\n"
+    "in later ones.\n"
     "Writing a plugin: plugins/README.md.\n";
 
 #define MAX_DIRS 64
