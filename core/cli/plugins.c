@@ -85,8 +85,11 @@ static void print_plugin(const struct akt_registry_entry *en)
                akt_logit_loss_name(p->ops.gen.logit_loss),
                p->ops.gen.needs_student ? ", runs the student" : "",
                p->ops.gen.update ? "" : ", nothing to train");
-    } else if (p->ops.loss.needs_features) {
-        printf("    uses the body outputs F_1..F_3n\n");
+    } else {
+        if (p->ops.loss.needs_features)
+            printf("    uses the body outputs F_1..F_3n\n");
+        if (p->ops.loss.prepare)
+            printf("    prepares the student step's images (the teacher runs on them again)\n");
     }
     if (p->n_params == 0) {
         printf("    parameters: none\n");
