@@ -19,6 +19,11 @@
  *            maps mean_p F^2 (off by default, see below)
  *   RFD      AKT's refined feature distillation (akt_rfd_kl), rfd=true
  *
+ * Metrics: loss.logit = L_soft (no CE in it, unlike the logit loss's),
+ * loss.ce = CE_sel and loss.easy = the share of easy samples, loss.cam and
+ * loss.fa before their weights, loss.spatial / loss.channel (rfd=true), and
+ * loss.feature = lambda_rfd * RFD (0 without rfd), as the other losses.
+ *
  * Choices where the paper and the released code (snudm-starlab/SynQ, v1.1,
  * Feb 2025) leave room; plugins/README.md lists them too:
  *   - hyper-parameters: the paper searched tau, d0, lambda_ce, lambda_cam per
