@@ -870,7 +870,18 @@ static struct akt_tensor *f_intraq(struct akt_tape *t, struct akt_tensor **in, v
     return L;
 }
 
-static void test_intraq_gradcheck(void **state)
+/* hast_set's synthesis loss: in[0] logits, in[1] a BN input */
+static struct akt_tensor *f_hast_set(struct akt_tape *t, struct akt_tensor **in, void *user)
+{
+    const int *labels = user;
+    struct gen_inputs gi;
+    gen_inputs_init(&gi, in[0], in[1]);
+    struct akt_tensor *L = synth_hast_loss(t, &g_net, &gi.o, labels, 3.0f, 1.5f, 0.7f, NULL, NULL);
+    AKT_ASSERT(L);
+    return L;
+}
+
+static void test_synth_gradcheck(void **state)
 {
     (void)state;
     struct intraq_fd d = {.labels = {1, 8}, .target = {0.97f, 1.0f}, .mask = {1, 1},
@@ -886,6 +897,9 @@ static void test_intraq_gradcheck(void **state)
     d.mask[1] = 0;
     d.m_lo = 0.05f, d.m_hi = 0.8f;
     assert_int_equal(gradcheck_finite("intraq defaults", f_intraq, &d, 3, in, 701, 1e-2f, 2e-3), 0);
+    const struct gc_input hin[2] = {in[0], in[2]};
+    assert_int_equal(gradcheck_finite("hast_set", f_hast_set, d.labels, 2, hin, 702, 1e-2f, 2e-3),
+                     0);
 }
 
 /* ------------------------------------------------------- (d) the sets --- */
@@ -1079,7 +1093,7 @@ int main(void)
         cmocka_unit_test(test_hast_golden),
         cmocka_unit_test(test_hast_gradcheck_and_sample),
         cmocka_unit_test(test_intraq_golden),
-        cmocka_unit_test(test_intraq_gradcheck),
+        cmocka_unit_test(test_synth_gradcheck),
         cmocka_unit_test(test_synthetic_sets),
         cmocka_unit_test(test_errors),
     };
