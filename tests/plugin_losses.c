@@ -27,6 +27,8 @@
 
 #include "akt/distill.h"
 #include "akt/plugin.h"
+#include "fixture_hash.h"
+#include "plugin_host.h"
 
 #define B 2
 #define NCLS 10
@@ -97,36 +99,6 @@ static const struct akt_plugin *desc(const char *name)
     return NULL;
 }
 
-/* -------------------------------------------------------- fake host --- */
-#define MAX_METRICS 16
-struct metrics {
-    int n;
-    char name[MAX_METRICS][32];
-    double value[MAX_METRICS];
-};
-
-static void host_metric(const struct akt_host *h, const char *name, double value)
-{
-    struct metrics *m = h->ctx;
-    for (int i = 0; i < m->n; i++)
-        if (!strcmp(m->name[i], name))
-            fail_msg("metric %s reported twice in one call", name);
-    assert_true(m->n < MAX_METRICS);
-    snprintf(m->name[m->n], sizeof m->name[0], "%s", name);
-    m->value[m->n++] = value;
-}
-
-static void host_log(const struct akt_host *h, const char *fmt, ...)
-{
-    (void)h;
-    va_list ap;
-    va_start(ap, fmt);
-    printf("# ");
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-}
-
 static struct akt_host make_host(struct metrics *m)
 {
     memset(m, 0, sizeof *m);
@@ -135,87 +107,7 @@ static struct akt_host make_host(struct metrics *m)
     return h;
 }
 
-static const double *metric(const struct metrics *m, const char *name)
-{
-    for (int i = 0; i < m->n; i++)
-        if (!strcmp(m->name[i], name))
-            return &m->value[i];
-    return NULL;
-}
-
-/* -------------------------------------------------------- parameters --- */
-static int param_index(const struct akt_plugin *p, const char *key)
-{
-    for (int i = 0; i < p->n_params; i++)
-        if (!strcmp(p->params[i].key, key))
-            return i;
-    return -1;
-}
-
-/* Defaults, then "key=value ..." (choices by name), as the host would set
- * them after validation. */
-static struct akt_param_values params_from(const struct akt_plugin *p, const char *text)
-{
-    struct akt_param_values v = {.size = sizeof v, .n = p->n_params};
-    for (int i = 0; i < p->n_params; i++) {
-        v.v[i] = p->params[i].def;
-        if (p->params[i].type == AKT_PT_STRING)
-            snprintf(v.text[i], sizeof v.text[i], "%s", p->params[i].def_text);
-    }
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", text);
-    for (char *save, *tok = strtok_r(buf, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
-        char *eq = strchr(tok, '=');
-        assert_non_null(eq);
-        *eq = 0;
-        int i = param_index(p, tok);
-        if (i < 0)
-            fail_msg("%s has no parameter %s", p->name, tok);
-        const struct akt_param_def *d = &p->params[i];
-        if (d->type == AKT_PT_STRING) {
-            snprintf(v.text[i], sizeof v.text[i], "%s", eq + 1);
-            continue;
-        }
-        if (d->type != AKT_PT_CHOICE) {
-            v.v[i] = strtod(eq + 1, NULL);
-            continue;
-        }
-        /* index of the name in "a|b|c" */
-        int k = 0, found = -1;
-        size_t len = strlen(eq + 1);
-        for (const char *c = d->choices; c; k++) {
-            const char *bar = strchr(c, '|');
-            size_t cl = bar ? (size_t)(bar - c) : strlen(c);
-            if (cl == len && !strncmp(c, eq + 1, len))
-                found = k;
-            c = bar ? bar + 1 : NULL;
-        }
-        if (found < 0)
-            fail_msg("%s: %s is not one of %s", tok, eq + 1, d->choices);
-        v.v[i] = found;
-    }
-    return v;
-}
-
 /* ------------------------------------------------------------ inputs --- */
-/* The fixture's generator (tools/make_loss_fixtures.py, h32 and u): exact in
- * float32, so both sides see bit-identical inputs. */
-static uint32_t h32(uint32_t seed, uint32_t j)
-{
-    uint32_t x = j * 0x9E3779B1u + seed * 0x85EBCA77u + 0x165667B1u;
-    x ^= x >> 15;
-    x *= 0x2C1B3C6Du;
-    x ^= x >> 12;
-    x *= 0x297A2D39u;
-    x ^= x >> 15;
-    return x;
-}
-
-static float u(uint32_t seed, uint32_t j)
-{
-    return (float)(h32(seed, j) >> 8) * 0x1p-23f - 1.0f;
-}
-
 static const int g_full[NMAP][3] = {{16, 32, 32}, {16, 32, 32}, {16, 32, 32},
                                     {32, 16, 16}, {32, 16, 16}, {32, 16, 16},
                                     {64, 8, 8},   {64, 8, 8},   {64, 8, 8}};
@@ -257,15 +149,7 @@ static void golden_inputs(struct akt_tape *t, int with_features, struct outs *o)
         int c = g_full[l][0], hw = g_full[l][1] * g_full[l][2];
         struct akt_tensor *ft = akt_tensor_newv(t, 1, 4, B, c, g_full[l][1], g_full[l][2]);
         struct akt_tensor *fs = akt_tensor_newv(t, 1, 4, B, c, g_full[l][1], g_full[l][2]);
-        for (int b = 0; b < B; b++)
-            for (int ci = 0; ci < c; ci++)
-                for (int p = 0; p < hw; p++) {
-                    uint32_t j = (uint32_t)((b * c + ci) * hw + p);
-                    float k = ldexpf(1.0f, (int)(h32(100 + l, ci) % 3) - 1 +
-                                               (int)(h32(200 + l, p) % 2) - 1);
-                    ft->data[j] = u(10 + l, j) * k;
-                    fs->data[j] = ft->data[j] + u(20 + l, j) * (k * 0.25f);
-                }
+        fixture_features(l, B, c, hw, ft->data, fs->data);
         o->tf[l] = ft;
         o->sf[l] = fs;
     }
@@ -358,53 +242,6 @@ static void test_descriptors(void **state)
 
 /* ----------------------------------------------------------- (b) HDF5 --- */
 static hid_t g_fx = -1;
-
-static void h5_read(hid_t f, const char *name, hid_t mem_type, void *buf, hssize_t n)
-{
-    if (H5Lexists(f, name, H5P_DEFAULT) <= 0)
-        fail_msg("fixture: no dataset %s", name);
-    hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
-    hid_t sp = H5Dget_space(ds);
-    hssize_t have = H5Sget_simple_extent_npoints(sp);
-    H5Sclose(sp);
-    if (have != n) {
-        H5Dclose(ds);
-        fail_msg("fixture %s: %lld elements, expected %lld", name, (long long)have, (long long)n);
-    }
-    herr_t rc = H5Dread(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
-    H5Dclose(ds);
-    if (rc < 0)
-        fail_msg("fixture %s: read failed", name);
-}
-
-static void h5_attr_str(hid_t g, const char *name, char *out, size_t n)
-{
-    hid_t a = H5Aopen(g, name, H5P_DEFAULT);
-    if (a < 0)
-        fail_msg("fixture: no attribute %s", name);
-    hid_t ft = H5Aget_type(a);
-    herr_t rc;
-    if (H5Tis_variable_str(ft) > 0) {
-        hid_t mt = H5Tcopy(H5T_C_S1);
-        H5Tset_size(mt, H5T_VARIABLE);
-        H5Tset_cset(mt, H5Tget_cset(ft));
-        char *s = NULL;
-        rc = H5Aread(a, mt, &s);
-        snprintf(out, n, "%s", s ? s : "");
-        H5free_memory(s);
-        H5Tclose(mt);
-    } else {
-        size_t sz = H5Tget_size(ft);
-        char *s = calloc(sz + 1, 1);
-        rc = H5Aread(a, ft, s);
-        snprintf(out, n, "%s", s);
-        free(s);
-    }
-    H5Tclose(ft);
-    H5Aclose(a);
-    if (rc < 0)
-        fail_msg("fixture: attribute %s: read failed", name);
-}
 
 static int open_fixture(void)
 {

@@ -1,7 +1,8 @@
 #!/bin/bash
 # tools/akt_report.py on a results file that akt itself wrote (TAP output):
-# a tiny matrix (gdfq/adadfq x logit/akt, W4A4, plus a second seed of one
-# cell), then the text and Markdown tables, report.md and the three PNGs.
+# a tiny matrix (gdfq/adadfq x logit/akt, W4A4, plus seeds 1 and 2 of one
+# cell), then the text and Markdown tables (every cell mean ± std over its
+# seeds, cells with fewer than 3 seeds marked), report.md and the three PNGs.
 # Skips (exit 0) when /usr/bin/python3, h5py, numpy or matplotlib is missing.
 # Usage: report_tool.sh [PYTHON]  (default /usr/bin/python3; '' = not found)
 # Env: AKT_BIN (the binary), AKT_DATA (shared data), AKT_SOURCE_ROOT (the tree).
@@ -43,6 +44,7 @@ matrix:
   loss: [logit, akt]
 include:
   - {generator: gdfq, loss: logit, seed: 1}
+  - {generator: gdfq, loss: logit, seed: 2}
 EOF
 
 # --- the results file ------------------------------------------------------------
@@ -51,8 +53,8 @@ ids=$(awk '{print $2}' "$tmp/out")
 nids=$(printf '%s\n' $ids | grep -c .)
 why=()
 [ "$rc" -eq 0 ] || why+=("exit status $rc, want 0")
-[ "$nids" -eq 5 ] || why+=("$nids runs listed, want 5")
-report "akt run --dry-run lists the 5 runs" "${why[@]}"
+[ "$nids" -eq 6 ] || why+=("$nids runs listed, want 6")
+report "akt run --dry-run lists the 6 runs" "${why[@]}"
 
 H5=$tmp/tiny.h5
 run "$AKT" run "$tmp/tiny.yaml" --out "$H5" --threads 2 --quiet
@@ -74,10 +76,11 @@ grep -qE '^method +W4A4$' "$tmp/text" || why+=("no text header 'method  W4A4'")
 grep -q 'Not done' "$tmp/text" && why+=("a 'Not done' section although every run is done")
 report "text report: exit 0, header, every run id" "${why[@]}"
 
-# Every cell: the row "ARCH generator+loss" holds the runs' best / final
-# top-1, n=2 (mean +- sample std) for the cell with two seeds; ARCH is the
-# run's depth attribute (the teacher's architecture).
-"$PY" - "$H5" >"$tmp/cells" 2>"$tmp/err" <<'EOF'
+# Every cell: the row "ARCH generator+loss" holds the runs' best and final
+# top-1, each mean ± sample std over the cell's seeds, and (n=N); a cell with
+# fewer than 3 seeds is marked * (std "-" for one run). ARCH is the run's
+# depth attribute (the teacher's architecture).
+"$PY" - "$H5" >"$tmp/cells" 2>"$tmp/err" <<'PYEOF'
 import statistics, sys
 import h5py
 cells = {}
@@ -87,13 +90,14 @@ with h5py.File(sys.argv[1], "r") as f:
         key = f"resnet{int(run.attrs['depth'])} {cfg['generator']}+{cfg['loss']}"
         cells.setdefault(key, []).append((run.attrs["best_top1"], run.attrs["final_top1"]))
 for key, v in cells.items():
+    b, fi = [x[0] for x in v], [x[1] for x in v]
     if len(v) == 1:
-        print(f"{key}\t{v[0][0]:.2f} / {v[0][1]:.2f}")
+        text = f"{b[0]:.2f} ± - / {fi[0]:.2f} ± - (n=1)"
     else:
-        b, fi = [x[0] for x in v], [x[1] for x in v]
-        print(f"{key}\t{statistics.mean(b):.2f} ± {statistics.stdev(b):.2f} / "
-              f"{statistics.mean(fi):.2f} ± {statistics.stdev(fi):.2f} (n={len(v)})")
-EOF
+        text = (f"{statistics.mean(b):.2f} ± {statistics.stdev(b):.2f} / "
+                f"{statistics.mean(fi):.2f} ± {statistics.stdev(fi):.2f} (n={len(v)})")
+    print(f"{key}\t{text}{' *' if len(v) < 3 else ''}")
+PYEOF
 last_cmd="read the cells with h5py"
 why=()
 ncells=$(grep -c . "$tmp/cells")
@@ -103,8 +107,12 @@ while IFS=$'\t' read -r row cell; do
     row_line "$row" | grep -qF -- "$cell" ||
         why+=("row '$row' does not hold '$cell': '$(row_line "$row")'")
 done <"$tmp/cells"
-grep -qF '(n=2)' "$tmp/text" || why+=("no cell with n=2")
-report "text table: every cell is best / final top-1 (mean ± std, n)" "${why[@]}"
+row_line "resnet20 gdfq+logit" | grep -qF '(n=3)' || why+=("gdfq+logit is not the n=3 cell")
+row_line "resnet20 gdfq+logit" | grep -qF '(n=3) *' && why+=("the 3-seed cell is marked *")
+row_line "resnet20 gdfq+akt" | grep -qE '± - / [0-9.]+ ± - \(n=1\) \*' ||
+    why+=("a one-run cell is not 'B ± - / F ± - (n=1) *'")
+grep -qF '* fewer than 3 seeds' "$tmp/text" || why+=("no note on the * mark")
+report "text table: every cell mean ± std of best and final top-1, n, * below 3 seeds" "${why[@]}"
 
 # --- Markdown --------------------------------------------------------------------
 run "$PY" "$TOOL" "$H5" --out "$tmp/rep" --markdown
@@ -151,8 +159,8 @@ why=()
 sed -n '/^Not done/,$p' "$tmp/out" >"$tmp/notdone"
 grep -E '^gdfq-logit-w4a4-s1 +failed +2/2 +loss is NaN' "$tmp/notdone" >/dev/null ||
     why+=("'Not done' does not list 'gdfq-logit-w4a4-s1 failed 2/2 loss is NaN...'")
-grep -E '^resnet20 gdfq\+logit ' "$tmp/out" | grep -qF '(n=' &&
-    why+=("the failed run still counts in its cell")
+grep -E '^resnet20 gdfq\+logit ' "$tmp/out" | grep -qF '(n=2) *' ||
+    why+=("the failed run still counts in its cell (want n=2, marked *)")
 report "a failed run is listed with status and epochs done" "${why[@]}"
 
 # --- bad input -------------------------------------------------------------------

@@ -4,9 +4,10 @@
     /usr/bin/python3 tools/akt_report.py FILE.h5 [FILE.h5...] [--out DIR] [--markdown]
 
 stdout: the table (rows = architecture, then generator+loss, columns = WxAy;
-cell = best top-1 / final top-1, mean +- sample std over the runs that differ
-only by seed), one
-line per run, and the runs whose status is not "done". Always written: DIR/report.md
+cell = best top-1 / final top-1, each as mean +- sample std over the runs that
+differ only by seed, with their count n; a cell with fewer than 3 seeds is
+marked *, its std is "-" for a single run), one line per run, and the runs
+whose status is not "done". Always written: DIR/report.md
 (the same in Markdown), DIR/top1.png, DIR/losses.png, DIR/images.png.
 DIR defaults to NAME_report/ next to the first file. Schema: results/README.md.
 Images: each min-max scaled by default; --scale meanstd (--mean/--std, default
@@ -213,14 +214,24 @@ def mean_std(values):
     return m, s
 
 
+# Seeds a cell needs before its std says something: fewer are marked.
+MIN_SEEDS = 3
+
+
 def cell_text(group):
+    """best and final top-1 as mean ± sample std over the cell's runs, (n=N),
+    and * when the runs cover fewer than MIN_SEEDS distinct seeds"""
     if not group:
         return "-"
-    best = mean_std([r.attrs["best_top1"] for r in group])
-    final = mean_std([r.attrs["final_top1"] for r in group])
-    if len(group) == 1:
-        return f"{best[0]:.2f} / {final[0]:.2f}"
-    return f"{best[0]:.2f} ± {best[1]:.2f} / {final[0]:.2f} ± {final[1]:.2f} (n={len(group)})"
+    n = len(group)
+
+    def ms(key):
+        m, s = mean_std([r.attrs[key] for r in group])
+        return f"{m:.2f} ± {s:.2f}" if n > 1 else f"{m:.2f} ± -"
+
+    seeds = len({r.config.get("seed", "?") for r in group})
+    mark = " *" if seeds < MIN_SEEDS else ""
+    return f"{ms('best_top1')} / {ms('final_top1')} (n={n}){mark}"
 
 
 def fp_line(runs):
@@ -274,7 +285,8 @@ def render(runs, paths, markdown):
         out += ["# akt report", "", "Files: " + ", ".join(f"`{p}`" for p in paths), ""]
     else:
         out += ["akt report: " + ", ".join(paths), ""]
-    note = ("cell: best top-1 / final top-1 (%), mean ± sample std over seeds when n > 1")
+    note = ("cell: best top-1 / final top-1 (%), each mean ± sample std over the n seeds "
+            f"of the cell; * fewer than {MIN_SEEDS} seeds (± -: one run, no std)")
     if table:
         out += grid(header, table)
         out += ["", note]

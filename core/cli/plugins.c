@@ -18,9 +18,9 @@ static const char *PLUGINS_USAGE =
     "                    repeatable\n"
     "\n"
     "Default folders: $AKT_PLUGIN_PATH (colon-separated) if set, else the build\n"
-    "tree's plugins/generators and plugins/losses, then the install folder (an\n"
-    "installed akt: only the install folder). A file name found in an earlier\n"
-    "folder hides the same name in later ones.\n"
+    "tree's plugin folders (generators, losses, synq, hast, synthset), then the\n"
+    "install folder (an installed akt: only the install folder). A file name\n"
+    "found in an earlier folder hides the same name in later ones.\n"
     "Writing a plugin: plugins/README.md.\n";
 
 #define MAX_DIRS 64
@@ -85,8 +85,11 @@ static void print_plugin(const struct akt_registry_entry *en)
                akt_logit_loss_name(p->ops.gen.logit_loss),
                p->ops.gen.needs_student ? ", runs the student" : "",
                p->ops.gen.update ? "" : ", nothing to train");
-    } else if (p->ops.loss.needs_features) {
-        printf("    uses the body outputs F_1..F_3n\n");
+    } else {
+        if (p->ops.loss.needs_features)
+            printf("    uses the body outputs F_1..F_3n\n");
+        if (p->ops.loss.prepare)
+            printf("    prepares the student step's images (the teacher runs on them again)\n");
     }
     if (p->n_params == 0) {
         printf("    parameters: none\n");

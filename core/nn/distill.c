@@ -3,6 +3,7 @@
 #include "akt/distill.h"
 
 #include <ctype.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,81 @@ void akt_attention_maps(struct akt_tape *t, struct akt_tensor *f, struct akt_ten
         *spatial = akt_l2_normalize(t, akt_mean(t, sq, 1, 2), 1, 3, 1e-12f);
     if (channel) /* mean over (H,W): -> [B,C], softmax over C */
         *channel = akt_softmax(t, akt_mean(t, sq, 2, 4), 1, 2, 1.0f);
+}
+
+static struct akt_tensor *acc_add(struct akt_tape *t, struct akt_tensor *acc, struct akt_tensor *x)
+{
+    return acc ? akt_add(t, acc, x) : x;
+}
+
+struct akt_tensor *akt_rfd_kl(struct akt_tape *t, const struct akt_resnet_out *teacher,
+                              const struct akt_resnet_out *student, const unsigned char *mask,
+                              int spatial, int channel, float T_fd, enum akt_kl_reduction red,
+                              double *v_sp, double *v_ch)
+{
+    AKT_ASSERT(spatial || channel);
+    struct akt_tensor *sp = NULL, *ch = NULL;
+    double s_sp = 0, s_ch = 0, v;
+    for (int i = 0; i < student->n_features; i++) {
+        if (!mask[i])
+            continue;
+        struct akt_tensor *sp_s, *ch_s, *sp_t, *ch_t;
+        akt_attention_maps(t, student->features[i], spatial ? &sp_s : NULL,
+                           channel ? &ch_s : NULL);
+        akt_attention_maps(t, akt_detach(t, teacher->features[i]), spatial ? &sp_t : NULL,
+                           channel ? &ch_t : NULL);
+        if (spatial) {
+            sp = acc_add(t, sp, akt_tempered_kl(t, sp_s, sp_t, T_fd, red, &v));
+            s_sp += v;
+        }
+        if (channel) {
+            ch = acc_add(t, ch, akt_tempered_kl(t, ch_s, ch_t, T_fd, red, &v));
+            s_ch += v;
+        }
+    }
+    AKT_ASSERT(sp || ch); /* the mask selects at least one map */
+    if (v_sp)
+        *v_sp = s_sp;
+    if (v_ch)
+        *v_ch = s_ch;
+    return sp && ch ? akt_add(t, sp, ch) : sp ? sp : ch;
+}
+
+/* ----------------------------------------- class activation maps --- */
+
+struct akt_tensor *akt_class_activation_map(struct akt_tape *t, const struct akt_resnet_out *o,
+                                            const int *cls, int size, struct akt_error *e)
+{
+    const char *where = "class activation map";
+    const struct akt_tensor *w = o->size >= offsetof(struct akt_resnet_out, fc_weight) +
+                                                sizeof o->fc_weight
+                                     ? o->fc_weight
+                                     : NULL;
+    struct akt_tensor *h = o->n_acts > 0 && o->acts ? o->acts[o->n_acts - 1] : NULL;
+    if (!w || !h || h->ndim != 4 || w->ndim != 2 || w->shape[1] != h->shape[1]) {
+        akt_error_set(e, AKT_EINVAL, where, "the network's output lacks its classifier weight "
+                      "[C,K] or the classifier's input [B,K,H,W]");
+        return NULL;
+    }
+    const int B = h->shape[0], K = h->shape[1], HW = h->shape[2] * h->shape[3], C = w->shape[0];
+    /* alpha_bk, broadcast over the positions: the weighted channel sum is
+     * then a product and a sum over K */
+    struct akt_tensor *a = akt_tensor_new_uninit(t, 4, h->shape, 0);
+    for (int b = 0; b < B; b++) {
+        AKT_ASSERT(cls[b] >= 0 && cls[b] < C);
+        for (int k = 0; k < K; k++) {
+            float al = w->data[(int64_t)cls[b] * K + k] / (float)HW;
+            al = al > 1e-10f ? al : 1e-10f;
+            float *ap = a->data + ((int64_t)b * K + k) * HW;
+            for (int p = 0; p < HW; p++)
+                ap[p] = al;
+        }
+    }
+    struct akt_tensor *m = akt_relu(t, akt_sum(t, akt_mul(t, h, a), 1, 2)); /* [B,H,W] */
+    m = akt_view(t, m, 4, (int[]){B, 1, h->shape[2], h->shape[3]});
+    m = akt_crop_resize(t, m, NULL, NULL, size, size);
+    m = akt_minmax_normalize(t, m, 1e-10f);
+    return akt_view(t, m, 3, (int[]){B, size, size});
 }
 
 /* ------------------------------------------------ which body outputs --- */

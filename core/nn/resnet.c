@@ -300,6 +300,7 @@ void akt_resnet_forward(const struct akt_resnet *m, struct akt_tape *t, struct a
         w = o->quant->weight(o->quant->ctx, t, wi, w);
     struct akt_tensor *bias = param_tensor(&f, f.next_param++);
     out->logits = akt_linear(t, pooled, w, bias);
+    out->fc_weight = w;
     out->n_features = nf;
     out->n_acts = f.next_act;
     AKT_ASSERT(f.next_param == m->n_params && f.next_act == m->n_acts && out->n_bn == m->n_bn);

@@ -101,6 +101,7 @@ struct hess_ctx {
     struct run *r;
     struct akt_tape tape;
     struct akt_gen_batch gb;
+    struct akt_tensor *xs; /* the student's images: gb.x, or the loss's prepare() of it */
     struct akt_resnet_out tdet;
     int evals, quiet, total_evals;
     double t0;
@@ -116,7 +117,7 @@ static int student_loss_grad(void *user, float *w, float *g, struct akt_error *e
     akt_tape_reset(t);
     struct akt_resnet_out sout;
     struct akt_resnet_opts so = {.param_grads = 1, .quant = &r->student.hooks};
-    akt_resnet_forward(net, t, akt_detach(t, h->gb.x), &so, &sout);
+    akt_resnet_forward(net, t, h->xs, &so, &sout);
     struct akt_loss_input li = {
         .size = sizeof li,
         .teacher = &h->tdet,
@@ -308,7 +309,8 @@ int akt_run_hessian(const char *path, const char *id, const struct akt_registry 
     }
     struct akt_resnet_out tout;
     r->host.teacher_forward(&r->host, t, h.gb.x, &tout);
-    h.tdet = akt__detach_out(t, &tout);
+    if ((rc = akt__student_batch(r, t, h.gb.x, &tout, &h.xs, &h.tdet, e)))
+        goto done;
 
     const struct akt_resnet *net = &r->student.net;
     int64_t *off = malloc((size_t)net->n_params * sizeof *off);

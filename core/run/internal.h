@@ -78,5 +78,11 @@ int akt__store_finish(struct akt_run_store *s, struct akt_results *h, const char
 void akt__store_close(struct akt_run_store *s);
 /* Teacher outputs as constants (allocated on t) for the student's loss. */
 struct akt_resnet_out akt__detach_out(struct akt_tape *t, const struct akt_resnet_out *o);
+/* The student step's images and the teacher's (detached) outputs on them:
+ * x detached, or the loss's prepare() of it, on which the teacher runs
+ * again; without prepare(), the teacher outputs tout of x. */
+int akt__student_batch(struct run *r, struct akt_tape *t, struct akt_tensor *x,
+                       const struct akt_resnet_out *tout, struct akt_tensor **xs,
+                       struct akt_resnet_out *tdet, struct akt_error *e);
 
 #endif

@@ -79,6 +79,32 @@ struct akt_resnet_out akt__detach_out(struct akt_tape *t, const struct akt_resne
     return d;
 }
 
+int akt__student_batch(struct run *r, struct akt_tape *t, struct akt_tensor *x,
+                       const struct akt_resnet_out *tout, struct akt_tensor **xs,
+                       struct akt_resnet_out *tdet, struct akt_error *e)
+{
+    x = akt_detach(t, x);
+    if (!r->loss->ops.loss.prepare) {
+        *xs = x;
+        *tdet = akt__detach_out(t, tout);
+        return 0;
+    }
+    char where[96];
+    snprintf(where, sizeof where, "loss %s", r->loss->name);
+    struct akt_tensor *p = r->loss->ops.loss.prepare(r->loss_self, &r->host, t, x, e);
+    if (!p)
+        return e && e->code ? e->code : akt_error_set(e, AKT_EPLUGIN, where, "prepare() failed");
+    if (!akt_tensor_same_shape(p, x))
+        return akt_error_set(e, AKT_ESHAPE, where, "prepare() must return images of the shape "
+                             "of its input [%d,3,32,32]", x->shape[0]);
+    /* the filtered images are constants of the student step */
+    *xs = akt_detach(t, p);
+    struct akt_resnet_out to;
+    host_teacher_forward(&r->host, t, *xs, &to);
+    *tdet = akt__detach_out(t, &to);
+    return 0;
+}
+
 static double student_grad_norm(const struct akt_student *s)
 {
     double acc = 0;
@@ -543,11 +569,15 @@ int akt_run_train(const struct akt_run_config *c, const struct akt_registry *reg
             }
 
             /* 2. student step on x.detach() against the detached teacher
-             *    outputs of the same batch */
+             *    outputs of the same batch (or, when the loss prepares
+             *    its images, on those, with the teacher run on them) */
             akt_tape_clear_records(t);
-            struct akt_resnet_out tdet = akt__detach_out(t, &tout), sout;
+            struct akt_resnet_out tdet, sout;
+            struct akt_tensor *xs;
+            if ((rc = akt__student_batch(r, t, gb.x, &tout, &xs, &tdet, e)))
+                goto done;
             struct akt_resnet_opts so = {.param_grads = 1, .quant = &r->student.hooks};
-            akt_resnet_forward(&r->student.net, t, akt_detach(t, gb.x), &so, &sout);
+            akt_resnet_forward(&r->student.net, t, xs, &so, &sout);
             struct akt_loss_input li = {
                 .size = sizeof li,
                 .teacher = &tdet,

@@ -15,9 +15,6 @@
 
 enum gen_method { GEN_GDFQ, GEN_QIMERA, GEN_ADADFQ };
 
-/* The descriptor's default learning rate (SPEC 3: Adam lr 1e-3). */
-#define GEN_DEFAULT_LR 1e-3
-
 /* Parameter indices. The first five are common to the three tables. */
 enum {
     P_LATENT = 0,
@@ -41,23 +38,12 @@ enum {
 
 enum { EINIT_AUTO = 0, EINIT_RANDOM = 1, EINIT_TEACHER = 2 };
 
-#define COMMON_PARAMS(latent_def, bns_key, bns_def, bns_help)                                    \
-    {.key = "latent", .type = AKT_PT_INT, .def = latent_def, .lo = 1, .hi = 4096,                \
-     .help = "latent (noise and embedding) width"},                                              \
-    {.key = "lr", .type = AKT_PT_FLOAT, .def = GEN_DEFAULT_LR, .lo = 0, .hi = 10,                \
-     .help = "base Adam learning rate (the host's step schedule scales it)"},                    \
-    {.key = bns_key, .type = AKT_PT_FLOAT, .def = bns_def, .lo = 0, .hi = 1e6, .help = bns_help}, \
-    {.key = "adam_beta1", .type = AKT_PT_FLOAT, .def = 0.5, .lo = 0, .hi = 0.999999,             \
-     .help = "Adam beta1"},                                                                      \
-    {.key = "adam_beta2", .type = AKT_PT_FLOAT, .def = 0.999, .lo = 0, .hi = 0.999999,           \
-     .help = "Adam beta2"}
-
 static const struct akt_param_def gdfq_params[] = {
-    COMMON_PARAMS(100, "bns", 0.1, "weight of the BN-statistics loss"),
+    GEN_COMMON_PARAMS(100, "bns", 0.1, "weight of the BN-statistics loss"),
 };
 
 static const struct akt_param_def qimera_params[] = {
-    COMMON_PARAMS(64, "bns", 0.1, "weight of the BN-statistics loss"),
+    GEN_COMMON_PARAMS(64, "bns", 0.1, "weight of the BN-statistics loss"),
     {.key = "p_superpose", .type = AKT_PT_FLOAT, .def = 0.4, .lo = 0, .hi = 1,
      .help = "probability that an iteration's batch is made of superposed classes"},
     {.key = "K", .type = AKT_PT_INT, .def = 0, .lo = 0, .hi = 10000,
@@ -74,7 +60,7 @@ static const struct akt_param_def qimera_params[] = {
 };
 
 static const struct akt_param_def adadfq_params[] = {
-    COMMON_PARAMS(100, "gamma", 1.0, "weight of the BN-statistics loss (gamma)"),
+    GEN_COMMON_PARAMS(100, "gamma", 1.0, "weight of the BN-statistics loss (gamma)"),
     {.key = "beta", .type = AKT_PT_FLOAT, .def = 1.0, .lo = 0, .hi = 1e6,
      .help = "weight of the balance loss L_bal"},
     {.key = "alpha_ds", .type = AKT_PT_FLOAT, .def = 0.2, .lo = 0, .hi = 1e6,
@@ -222,22 +208,6 @@ static void destroy(void *self)
 
 /* ------------------------------------------------------------- sample --- */
 
-static struct akt_tensor *noise(struct akt_tape *t, struct akt_rng *r, int rows, int cols)
-{
-    struct akt_tensor *z = akt_tensor_newv(t, 0, 2, rows, cols);
-    for (int64_t i = 0; i < z->n; i++)
-        z->data[i] = akt_rng_normal(r);
-    return z;
-}
-
-static int *draw_labels(struct akt_tape *t, struct akt_rng *r, int n, int classes)
-{
-    int *y = akt_tape_alloc(t, (size_t)n * sizeof(int));
-    for (int i = 0; i < n; i++)
-        y[i] = (int)akt_rng_below(r, (uint32_t)classes);
-    return y;
-}
-
 static struct akt_tensor *embed_table(struct akt_tape *t, struct gen_self *s)
 {
     return gen_param(t, &s->net, s->net.emb, 2, (int[]){s->classes, s->net.latent});
@@ -258,8 +228,8 @@ static struct akt_tensor *qimera_plain(struct akt_tape *t, struct gen_self *s,
                                        const struct akt_host *h, int B, int **labels)
 {
     const int D = s->net.latent;
-    struct akt_tensor *z = noise(t, h->rng, B, D);
-    *labels = draw_labels(t, h->rng, B, s->classes);
+    struct akt_tensor *z = gen_noise(t, h->rng, B, D);
+    *labels = gen_labels(t, h->rng, B, s->classes);
     struct akt_tensor *e = akt_add(t, akt_embedding(t, embed_table(t, s), *labels, B), z);
     e = gen_standardise(t, akt_view(t, e, 4, (int[]){1, B, D, 1}), 1e-5f);
     e = akt_view(t, e, 2, (int[]){B, D});
@@ -275,8 +245,8 @@ static struct akt_tensor *qimera_mixed(struct akt_tape *t, struct gen_self *s,
                                        struct akt_tensor **target)
 {
     const int D = s->net.latent, K = s->K, C = s->classes;
-    struct akt_tensor *z = noise(t, h->rng, B * K, D);
-    int *ys = draw_labels(t, h->rng, B * K, C);
+    struct akt_tensor *z = gen_noise(t, h->rng, B * K, D);
+    int *ys = gen_labels(t, h->rng, B * K, C);
     /* lambda = softmax(g), g ~ N(0, I_K) per sample, in double */
     float *lam = akt_tape_alloc(t, (size_t)B * (size_t)K * sizeof(float));
     double *g = akt_tape_alloc(t, (size_t)K * sizeof(double));
@@ -335,18 +305,14 @@ static int sample(void *self, const struct akt_host *h, struct akt_tape *t,
         return akt_error_set(e, AKT_EINVAL, "generator", "batch must be positive, got %d", batch);
     out->labels = NULL;
     out->target = NULL;
-    struct akt_tensor *u;
-    if (s->method == GEN_QIMERA) {
-        /* drawn every iteration, so the stream does not depend on p */
-        int mixed = akt_rng_uniform(h->rng) < (double)s->p_sup;
-        u = mixed ? qimera_mixed(t, s, h, batch, &out->labels, &out->target)
-                  : qimera_plain(t, s, h, batch, &out->labels);
-    } else {
-        /* GDFQ: z first, then y, as the original draws them */
-        struct akt_tensor *z = noise(t, h->rng, batch, s->net.latent);
-        out->labels = draw_labels(t, h->rng, batch, s->classes);
-        u = akt_mul(t, akt_embedding(t, embed_table(t, s), out->labels, batch), z);
+    if (s->method != GEN_QIMERA) {
+        out->x = gen_gdfq_sample(&s->net, t, h->rng, batch, &out->labels);
+        return AKT_OK;
     }
+    /* drawn every iteration, so the stream does not depend on p */
+    int mixed = akt_rng_uniform(h->rng) < (double)s->p_sup;
+    struct akt_tensor *u = mixed ? qimera_mixed(t, s, h, batch, &out->labels, &out->target)
+                                 : qimera_plain(t, s, h, batch, &out->labels);
     out->x = gen_trunk(&s->net, t, u);
     return AKT_OK;
 }
@@ -417,10 +383,7 @@ static void update(void *self, const struct akt_host *h, float lr)
 {
     (void)h;
     struct gen_self *s = self;
-    /* The host passes schedule(descriptor lr); the ratio carries a
-     * user-set base lr through the same schedule (exactly 1 by default). */
-    double ratio = (double)s->base_lr / GEN_DEFAULT_LR;
-    gen_net_step(&s->net, ratio == 1.0 ? lr : (float)(lr * ratio));
+    gen_net_step_base(&s->net, s->base_lr, lr);
 }
 
 static float *state(void *self, int64_t *n)

@@ -175,6 +175,37 @@ void gen_net_step(struct gen_net *g, float lr)
     memset(g->grads, 0, (size_t)g->n * sizeof(float));
 }
 
+void gen_net_step_base(struct gen_net *g, float base_lr, float lr)
+{
+    double ratio = (double)base_lr / GEN_DEFAULT_LR;
+    gen_net_step(g, ratio == 1.0 ? lr : (float)(lr * ratio));
+}
+
+struct akt_tensor *gen_noise(struct akt_tape *t, struct akt_rng *r, int rows, int cols)
+{
+    struct akt_tensor *z = akt_tensor_newv(t, 0, 2, rows, cols);
+    for (int64_t i = 0; i < z->n; i++)
+        z->data[i] = akt_rng_normal(r);
+    return z;
+}
+
+int *gen_labels(struct akt_tape *t, struct akt_rng *r, int n, int classes)
+{
+    int *y = akt_tape_alloc(t, (size_t)n * sizeof(int));
+    for (int i = 0; i < n; i++)
+        y[i] = (int)akt_rng_below(r, (uint32_t)classes);
+    return y;
+}
+
+struct akt_tensor *gen_gdfq_sample(struct gen_net *g, struct akt_tape *t, struct akt_rng *r,
+                                   int batch, int **labels)
+{
+    struct akt_tensor *z = gen_noise(t, r, batch, g->latent);
+    *labels = gen_labels(t, r, batch, g->classes);
+    struct akt_tensor *emb = gen_param(t, g, g->emb, 2, (int[]){g->classes, g->latent});
+    return gen_trunk(g, t, akt_mul(t, akt_embedding(t, emb, *labels, batch), z));
+}
+
 struct akt_tensor *gen_bns_loss(struct akt_tape *t, const struct akt_resnet *teacher,
                                 const struct akt_resnet_out *out, struct akt_error *e)
 {

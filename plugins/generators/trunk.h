@@ -13,6 +13,22 @@
 #include "akt/plugin.h"
 
 #define GEN_INIT_SIZE 8   /* 32 / 4: the trunk starts at 8x8 */
+/* The descriptor's default learning rate (SPEC 3: Adam lr 1e-3). */
+#define GEN_DEFAULT_LR 1e-3
+
+/* The first five entries of every trunk generator's parameter table, in
+ * this order: latent, lr, the BNS weight (its key and default given), Adam
+ * betas. */
+#define GEN_COMMON_PARAMS(latent_def, bns_key, bns_def, bns_help)                                \
+    {.key = "latent", .type = AKT_PT_INT, .def = latent_def, .lo = 1, .hi = 4096,                \
+     .help = "latent (noise and embedding) width"},                                              \
+    {.key = "lr", .type = AKT_PT_FLOAT, .def = GEN_DEFAULT_LR, .lo = 0, .hi = 10,                \
+     .help = "base Adam learning rate (the host's step schedule scales it)"},                    \
+    {.key = bns_key, .type = AKT_PT_FLOAT, .def = bns_def, .lo = 0, .hi = 1e6, .help = bns_help}, \
+    {.key = "adam_beta1", .type = AKT_PT_FLOAT, .def = 0.5, .lo = 0, .hi = 0.999999,             \
+     .help = "Adam beta1"},                                                                      \
+    {.key = "adam_beta2", .type = AKT_PT_FLOAT, .def = 0.999, .lo = 0, .hi = 0.999999,           \
+     .help = "Adam beta2"}
 #define GEN_CH0 128       /* channels after the first linear */
 
 struct gen_net {
@@ -56,6 +72,18 @@ struct akt_tensor *gen_standardise(struct akt_tape *t, struct akt_tensor *x4, fl
 
 /* Adam on every parameter with learning rate lr, then zero the gradients. */
 void gen_net_step(struct gen_net *g, float lr);
+/* The same with the host's scheduled rate lr for the descriptor's
+ * GEN_DEFAULT_LR: a user-set base rate base_lr follows the same schedule
+ * (the ratio is exactly 1 by default). */
+void gen_net_step_base(struct gen_net *g, float base_lr, float lr);
+
+/* rows x cols of N(0,1) from r, and n labels uniform in 0..classes-1, on t */
+struct akt_tensor *gen_noise(struct akt_tape *t, struct akt_rng *r, int rows, int cols);
+int *gen_labels(struct akt_tape *t, struct akt_rng *r, int n, int classes);
+/* GDFQ's sample (SPEC 3): z ~ N(0, I) first, then y, as the original draws
+ * them; x = trunk(E[y] * z). *labels in the tape's arena. */
+struct akt_tensor *gen_gdfq_sample(struct gen_net *g, struct akt_tape *t, struct akt_rng *r,
+                                   int batch, int **labels);
 
 /* L_BNS over every BN input the teacher recorded (SPEC 3); NULL with e set
  * when the teacher does not match its outputs. */

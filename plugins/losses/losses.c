@@ -116,11 +116,6 @@ static int check_feature(const struct loss *L, const struct akt_loss_input *in, 
     return 0;
 }
 
-static struct akt_tensor *acc_add(struct akt_tape *t, struct akt_tensor *acc, struct akt_tensor *x)
-{
-    return acc ? akt_add(t, acc, x) : x;
-}
-
 /* ----------------------------------------------------------- compute --- */
 static struct akt_tensor *loss_compute(void *self, const struct akt_host *h, struct akt_tape *t,
                                        const struct akt_loss_input *in, struct akt_error *e)
@@ -150,33 +145,18 @@ static struct akt_tensor *loss_compute(void *self, const struct akt_host *h, str
 
     int do_sp = L->variant == V_SPATIAL || L->variant == V_AKT;
     int do_ch = L->variant == V_CHANNEL || L->variant == V_AKT;
-    struct akt_tensor *sp = NULL, *ch = NULL;
-    double v_sp = 0, v_ch = 0, v;
+    double v_sp = 0, v_ch = 0;
     int n_maps = 0;
-    for (int i = 0; i < L->n_features; i++) {
-        if (!L->maps[i])
-            continue;
-        n_maps++;
-        struct akt_tensor *sp_s, *ch_s, *sp_t, *ch_t;
-        akt_attention_maps(t, in->student->features[i], do_sp ? &sp_s : NULL,
-                           do_ch ? &ch_s : NULL);
-        akt_attention_maps(t, akt_detach(t, in->teacher->features[i]), do_sp ? &sp_t : NULL,
-                           do_ch ? &ch_t : NULL);
-        if (do_sp) {
-            sp = acc_add(t, sp, akt_tempered_kl(t, sp_s, sp_t, L->T_fd, L->kl_red, &v));
-            v_sp += v;
-        }
-        if (do_ch) {
-            ch = acc_add(t, ch, akt_tempered_kl(t, ch_s, ch_t, L->T_fd, L->kl_red, &v));
-            v_ch += v;
-        }
-    }
+    for (int i = 0; i < L->n_features; i++)
+        n_maps += L->maps[i];
+    struct akt_tensor *kl =
+        akt_rfd_kl(t, in->teacher, in->student, L->maps, do_sp, do_ch, L->T_fd, L->kl_red, &v_sp,
+                   &v_ch);
     double r = L->map_mean ? 1.0 / n_maps : 1.0;
     if (do_sp)
         h->metric(h, "loss.spatial", r * v_sp);
     if (do_ch)
         h->metric(h, "loss.channel", r * v_ch);
-    struct akt_tensor *kl = sp && ch ? akt_add(t, sp, ch) : sp ? sp : ch;
     struct akt_tensor *rfd = akt_scale(t, kl, (float)(L->lambda * r), 0);
     h->metric(h, "loss.feature", L->lambda * r * (v_sp + v_ch));
     if (L->alpha < 0)

@@ -47,6 +47,31 @@ struct akt_tensor *akt_logit_loss(struct akt_tape *t, enum akt_logit_loss kind,
 void akt_attention_maps(struct akt_tape *t, struct akt_tensor *f, struct akt_tensor **spatial,
                         struct akt_tensor **channel);
 
+/* AKT's refined feature distillation before lambda (SPEC 4): over the body
+ * outputs F_{i+1} with mask[i] = 1, the sum of KL_sp,i (when spatial) plus
+ * the sum of KL_ch,i (when channel), each akt_tempered_kl(T_fd, red) of the
+ * maps above (the teacher's features detached here). *v_sp, *v_ch (may be
+ * NULL) get the two sums in double. The caller checks that the selected
+ * features exist with matching shapes. */
+struct akt_tensor *akt_rfd_kl(struct akt_tape *t, const struct akt_resnet_out *teacher,
+                              const struct akt_resnet_out *student, const unsigned char *mask,
+                              int spatial, int channel, float T_fd, enum akt_kl_reduction red,
+                              double *v_sp, double *v_ch);
+
+/* ----------------------------------------- class activation maps --- */
+
+/* SynQ's class activation map of a network's output o for the classes
+ * cls[b] (e.g. each network's own prediction): Grad-CAM on the classifier's
+ * input h = o->acts[n_acts-1] [B,K,H,W] (the last ReLU output, as the
+ * global pooling sees it), whose gradient of z_c is o->fc_weight[c,k] / (H*W)
+ * at every position. Weights alpha_bk = max(W[c_b,k] / (H*W), 1e-10)
+ * (constants, as Grad-CAM's detached gradients), map = relu(sum_k alpha_bk
+ * h_bk), bilinearly resized to size x size (align_corners=False), min-max
+ * normalised per sample with eps 1e-10: [B,size,size]. The gradient reaches
+ * h only. NULL with e set when o lacks the classifier's weight or input. */
+struct akt_tensor *akt_class_activation_map(struct akt_tape *t, const struct akt_resnet_out *o,
+                                            const int *cls, int size, struct akt_error *e);
+
 /* ------------------------------------------------ which body outputs --- */
 
 /* A selection of body outputs F_1..F_n as a user writes it: a comma list of

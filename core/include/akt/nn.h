@@ -102,6 +102,10 @@ struct akt_resnet_out {
     int n_acts;                     /* every ReLU, forward order */
     struct akt_tensor **acts;       /* its output as the next layer sees it: after the
                                        activation quantizer in the student */
+    /* Appended in akt 0.2 (size-gated, ABI 2 unchanged): the classifier's
+     * weight [classes, K] as this forward used it (fake-quantized in the
+     * student), for class activation maps; read-only. */
+    struct akt_tensor *fc_weight;
 };
 
 /* x: [B,3,32,32], already normalised. Records on the tape when it records. */

@@ -164,6 +164,15 @@ struct akt_loss_ops {
     struct akt_tensor *(*compute)(void *self, const struct akt_host *h, struct akt_tape *t,
                                   const struct akt_loss_input *in, struct akt_error *e);
     int needs_features; /* 1: the host keeps the body outputs F_i */
+    /* Optional (appended in akt 0.2; NULL: none). The images of the student
+     * step, made from the generator's batch x [B,3,32,32] (detached): the
+     * host then runs the teacher again and the student on the result, and
+     * compute() sees their outputs (an input filter such as SynQ's low-pass
+     * filter). Also applied to `akt hessian`'s fixed batch. The union of the
+     * descriptor is larger than these ops, and a static descriptor built
+     * against the older header holds zeros here, so ABI 2 stays. */
+    struct akt_tensor *(*prepare)(void *self, const struct akt_host *h, struct akt_tape *t,
+                                  struct akt_tensor *x, struct akt_error *e);
 };
 
 struct akt_plugin {

@@ -239,6 +239,29 @@ struct akt_tensor *akt_embedding(struct akt_tape *t, struct akt_tensor *table, c
 struct akt_tensor *akt_subsample_pad(struct akt_tape *t, struct akt_tensor *x, int stride,
                                      int pad_c);
 
+/* Image ops of the later methods (core/ops/image.c, core/ops/focal.c). */
+/* SynQ's low-pass filter: every [H,W] plane of x [N,C,H,W] multiplied in the
+ * 2-D DFT by exp(-D^2 / (2 d0^2)), D the distance of the frequency from 0
+ * (torch.fft's fftshift centre), and the real part taken back; computed as
+ * the equivalent separable circular convolution, in double. d0 > 0. */
+struct akt_tensor *akt_lowpass_gaussian(struct akt_tape *t, struct akt_tensor *x, float d0);
+/* Bilinear resampling as PyTorch's interpolate(align_corners=False) of a
+ * window of each image: crop[4b..4b+3] = y0, x0, h, w (pixels, inside the
+ * image) of image b resized to [oh, ow], then mirrored left-right when
+ * flip[b] (torchvision's RandomResizedCrop + RandomHorizontalFlip). crop
+ * NULL: the whole image; flip NULL: none. x [N,C,H,W] -> [N,C,oh,ow]. */
+struct akt_tensor *akt_crop_resize(struct akt_tape *t, struct akt_tensor *x, const int *crop,
+                                   const unsigned char *flip, int oh, int ow);
+/* (x - min) / (max - min + eps) over all but the first dim, per row; min
+ * and max carry gradient (to their first occurrence), as in PyTorch. */
+struct akt_tensor *akt_minmax_normalize(struct akt_tape *t, struct akt_tensor *x, float eps);
+/* (1/B) sum_b w_b (1 - p_b)^gamma (-log p_b), p_b = softmax(z_b)[y_b], on
+ * z [B,C]: focal cross-entropy (the weight carries gradient); weights [B]
+ * constants or NULL (all 1). gamma = 0 with 0/1 weights: a cross-entropy on
+ * the selected samples, still divided by B. Shape [1]. */
+struct akt_tensor *akt_focal_cross_entropy(struct akt_tape *t, struct akt_tensor *z,
+                                           const int *labels, float gamma, const float *weights);
+
 #ifdef __cplusplus
 }
 #endif
