@@ -243,7 +243,6 @@ static void test_run_hessian(void **s)
     akt_hessian_opts_defaults(&o);
     o.probes = 2;
     o.batch = 4;
-    o.quiet = 1;
     struct akt_hessian_result *res = malloc(sizeof *res), *res2 = malloc(sizeof *res2);
     assert_non_null(res);
     assert_non_null(res2);
@@ -384,7 +383,6 @@ static void test_run_hessian_prepared(void **s)
     akt_hessian_opts_defaults(&o);
     o.probes = 1;
     o.batch = 4;
-    o.quiet = 1;
     struct akt_hessian_result *a = malloc(sizeof *a), *b = malloc(sizeof *b);
     struct akt_error e = {0};
     int rc = akt_run_hessian(out, "set", &g_reg, &o, a, &e);

@@ -43,6 +43,28 @@ const char *akt_error_format(const struct akt_error *e, char *buf, size_t n)
     return buf;
 }
 
+int akt_error_wrap(struct akt_error *e, int code, const char *where, const char *fmt, ...)
+{
+    if (!e)
+        return code;
+    char old[sizeof e->where + sizeof e->what + 2], head[sizeof e->what] = "";
+    if (e->what[0] || e->where[0])
+        akt_error_format(e, old, sizeof old);
+    else
+        old[0] = 0;
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(head, sizeof head, fmt, ap);
+        va_end(ap);
+    }
+    if (code)
+        e->code = code;
+    snprintf(e->where, sizeof e->where, "%s", where ? where : "");
+    snprintf(e->what, sizeof e->what, "%s%s%s", head, head[0] && old[0] ? ": " : "", old);
+    return e->code;
+}
+
 void akt_assert_fail(const char *expr, const char *file, int line)
 {
     fprintf(stderr, "akt: internal error: assertion '%s' failed at %s:%d\n", expr, file, line);

@@ -17,7 +17,7 @@ int akt_cmd_export(int argc, char **argv);
 int akt_cmd_table(int argc, char **argv);
 int akt_cmd_status(int argc, char **argv);
 
-/* Shared helpers (cli/main.c). */
+/* Shared helpers (cli/common.c). */
 int akt_cli_fail(const struct akt_error *e);            /* prints, returns 1 */
 int akt_cli_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));              /* prints, returns 2 */
@@ -39,5 +39,7 @@ void akt_cli_wait_quiet(double max_s, int windows);
 int akt_cli_batches(const char *cmd, const char *val, int hi, int *batches, int max, int *nb);
 /* Default data paths under $AKT_DATA (NULL when unset). */
 const char *akt_cli_default_path(const char *rel, char *buf, size_t n);
+/* A library log line (akt_run_callbacks.log) on stderr as "akt: LINE". */
+void akt_cli_log(const char *line, void *user);
 
 #endif

@@ -10,6 +10,12 @@
 #include "akt/run.h"
 #include "cli.h"
 
+static void progress(int done, int total, double seconds, void *user)
+{
+    (void)user;
+    fprintf(stderr, "akt: hessian: gradient %d/%d (%.1fs)\n", done, total, seconds);
+}
+
 static const char *HESSIAN_USAGE =
     "usage: akt hessian FILE.h5 --run ID [options]\n"
     "\n"
@@ -48,6 +54,7 @@ int akt_cmd_hessian(int argc, char **argv)
     int n_dirs = 0, v;
     struct akt_hessian_opts o;
     akt_hessian_opts_defaults(&o);
+    int quiet = 0;
     optind = 1;
     opterr = 0;
     int ch;
@@ -76,7 +83,7 @@ int akt_cmd_hessian(int argc, char **argv)
             if (n_dirs == MAX_DIRS) return akt_cli_usage_error("hessian", "too many --plugin-dir");
             dirs[n_dirs++] = optarg;
             break;
-        case 'q': o.quiet = 1; break;
+        case 'q': quiet = 1; break;
         case 'h': fputs(HESSIAN_USAGE, stdout); return 0;
         case ':':
             return akt_cli_usage_error("hessian", "option '%s' needs a value", argv[optind - 1]);
@@ -102,6 +109,8 @@ int akt_cmd_hessian(int argc, char **argv)
         fprintf(stderr, "akt: error: out of memory\n");
         return 1;
     }
+    if (!quiet)
+        o.progress = progress;
     rc = akt_run_hessian(path, id, &reg, &o, res, &e);
     akt_registry_free(&reg);
     if (rc) {

@@ -314,7 +314,7 @@ static int run_main(int argc, char **argv)
             fprintf(stderr, "[%d/%d] %s\n", i + 1, x.n_runs, c.id);
         struct progress prog = {.quiet = quiet, .id = c.id};
         struct akt_run_callbacks cb = {
-            .epoch = on_epoch, .stop = (volatile int *)&g_stop, .user = &prog};
+            .epoch = on_epoch, .log = akt_cli_log, .stop = (volatile int *)&g_stop, .user = &prog};
         struct akt_run_result r;
         memset(&r, 0, sizeof r);
         struct akt_error re = {0};

@@ -187,7 +187,7 @@ int akt_cmd_train(int argc, char **argv)
     const char *kill_env = getenv("AKT_KILL_AFTER_ITERS");
     prog.kill_after = kill_env ? atol(kill_env) : 0;
     struct akt_run_callbacks cb = {
-        .iteration = on_iter, .epoch = on_epoch, .stop = (volatile int *)&g_stop, .user = &prog};
+        .iteration = on_iter, .epoch = on_epoch, .log = akt_cli_log, .stop = (volatile int *)&g_stop, .user = &prog};
     struct akt_run_result res;
     rc = akt_run_train(&c, &reg, &cb, &res, &e);
     akt_registry_free(&reg);

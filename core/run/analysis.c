@@ -92,54 +92,38 @@ int akt_hutchinson(akt_grad_fn grad, void *user, float *w, int64_t n, const int6
 }
 
 /* ------------------------------------------------- the run's loss ---
- * The fixed batch (images, labels, soft targets, detached teacher outputs)
- * lives on r->tape, made once with recording off; every gradient runs the
- * student on its own tape, as the student step of akt_run_train does:
- * the loss plugin on the student's outputs for x.detach() against the
- * detached teacher outputs, gradients of the trainable arrays only. */
+ * The fixed batch (the student step's input: images, labels, soft targets,
+ * detached teacher outputs) lives on r->tape, made once with recording off;
+ * every gradient is akt_run_train's own student step (akt__student_step) on
+ * a tape of its own: gradients of the trainable arrays only. */
 struct hess_ctx {
-    struct run *r;
+    struct akt_run *r;
     struct akt_tape tape;
-    struct akt_gen_batch gb;
-    struct akt_tensor *xs; /* the student's images: gb.x, or the loss's prepare() of it */
-    struct akt_resnet_out tdet;
-    int evals, quiet, total_evals;
+    struct akt__student_in in; /* on r->tape */
+    const struct akt_hessian_opts *o;
+    int evals, total_evals;
     double t0;
 };
 
 static int student_loss_grad(void *user, float *w, float *g, struct akt_error *e)
 {
     struct hess_ctx *h = user;
-    struct run *r = h->r;
+    struct akt_run *r = h->r;
     struct akt_resnet *net = &r->student.net;
     AKT_ASSERT(w == net->values); /* the student reads its own table */
-    struct akt_tape *t = &h->tape;
-    akt_tape_reset(t);
-    struct akt_resnet_out sout;
-    struct akt_resnet_opts so = {.param_grads = 1, .quant = &r->student.hooks};
-    akt_resnet_forward(net, t, h->xs, &so, &sout);
-    struct akt_loss_input li = {
-        .size = sizeof li,
-        .teacher = &h->tdet,
-        .student = &sout,
-        .labels = h->gb.labels,
-        .target = h->gb.target,
-        .generator_logit_loss = r->gen->ops.gen.logit_loss,
-    };
-    struct akt_tensor *lq = r->loss->ops.loss.compute(r->loss_self, &r->host, t, &li, e);
-    if (!lq)
-        return e ? e->code : AKT_EPLUGIN;
-    if (!isfinite(lq->data[0]))
+    akt_tape_reset(&h->tape);
+    double loss;
+    int rc = akt__student_step(r, &h->tape, &h->in, &loss, e);
+    if (rc)
+        return rc;
+    if (!isfinite(loss))
         return akt_error_set(e, AKT_ENUMERIC, "hessian",
                              "student loss is %s at a perturbed point (try a smaller --eps)",
-                             isnan(lq->data[0]) ? "NaN" : "infinite");
-    memset(net->grads, 0, (size_t)net->n_values * sizeof(float));
-    akt_backward(t, lq);
+                             isnan(loss) ? "NaN" : "infinite");
     memcpy(g, net->grads, (size_t)net->n_values * sizeof(float));
     h->evals++;
-    if (!h->quiet)
-        fprintf(stderr, "akt: hessian: gradient %d/%d (%.1fs)\n", h->evals, h->total_evals,
-                (akt_time_ms() - h->t0) / 1e3);
+    if (h->o->progress)
+        h->o->progress(h->evals, h->total_evals, (akt_time_ms() - h->t0) / 1e3, h->o->user);
     return 0;
 }
 
@@ -232,7 +216,7 @@ int akt_run_hessian(const char *path, const char *id, const struct akt_registry 
                              o->probes, o->eps, o->batch);
     struct akt_results *out = NULL;
     struct akt_results_lock *lock = NULL;
-    struct run *r = NULL;
+    struct akt_run *r = NULL;
     struct hess_ctx h = {0};
     char where[1400], file[1300];
     size_t cap = AKT_CONFIG_TEXT_MAX + 1;
@@ -299,17 +283,12 @@ int akt_run_hessian(const char *path, const char *id, const struct akt_registry 
     struct akt_tape *t = &r->tape;
     akt_tape_reset(t);
     t->recording = 0;
-    h.gb.size = sizeof h.gb;
-    if ((rc = r->gen->ops.gen.sample(r->gen_self, &r->host, t, &h.gb, e)))
-        goto done;
-    if (!h.gb.x || h.gb.x->ndim != 4 || h.gb.x->shape[0] != res->batch || !h.gb.labels) {
-        rc = akt_error_set(e, AKT_ESHAPE, where, "generator %s did not return %d images with "
-                           "labels", r->gen->name, res->batch);
-        goto done;
-    }
+    struct akt_gen_batch gb;
     struct akt_resnet_out tout;
-    r->host.teacher_forward(&r->host, t, h.gb.x, &tout);
-    if ((rc = akt__student_batch(r, t, h.gb.x, &tout, &h.xs, &h.tdet, e)))
+    if ((rc = akt__sample(r, t, &gb, e)))
+        goto done;
+    akt__teacher_forward(r, t, gb.x, &tout);
+    if ((rc = akt__student_input(r, t, &gb, &tout, &h.in, e)))
         goto done;
 
     const struct akt_resnet *net = &r->student.net;
@@ -328,7 +307,7 @@ int akt_run_hessian(const char *path, const char *id, const struct akt_registry 
         res->n_layers++;
     }
     h.r = r;
-    h.quiet = o->quiet;
+    h.o = o;
     h.total_evals = 2 * o->probes;
     h.t0 = akt_time_ms();
     akt_tape_init(&h.tape, 0);

@@ -66,7 +66,7 @@ struct item {
     int ints, ndim, shape[2];
 };
 
-static int items_of(struct run *r, float *ranges, int *updates, int *rng, struct item *it)
+static int items_of(struct akt_run *r, float *ranges, int *updates, int *rng, struct item *it)
 {
     struct akt_resnet *net = &r->student.net;
     int64_t gn = 0; /* a generator with nothing to keep (state NULL) checkpoints 0 floats */
@@ -116,7 +116,7 @@ static const char *item_check(const struct item *it)
     return NULL;
 }
 
-int akt__checkpoint_save(struct akt_results *h, const char *id, struct run *r, int epochs_done,
+int akt__checkpoint_save(struct akt_results *h, const char *id, struct akt_run *r, int epochs_done,
                          struct akt_error *e)
 {
     int na = n_acts(&r->student);
@@ -197,7 +197,7 @@ static int checkpoint_epoch(struct akt_results *f, const char *file, const char 
     return 0;
 }
 
-int akt__checkpoint_load(struct akt_results *f, const char *file, const char *id, struct run *r,
+int akt__checkpoint_load(struct akt_results *f, const char *file, const char *id, struct akt_run *r,
                          int *epoch, struct akt_error *e)
 {
     int ck = 0, rc = checkpoint_epoch(f, file, id, r->c, &ck, e);
@@ -357,7 +357,7 @@ static int publish(struct akt_run_store *s, const char *id, struct akt_error *e)
     return rc ? rc : akt_results_remove(s->file, e);
 }
 
-int akt__store_open(struct akt_run_store *s, struct run *r, struct akt_run_result *res, int *start,
+int akt__store_open(struct akt_run_store *s, struct akt_run *r, struct akt_run_result *res, int *start,
                     int *done, struct akt_error *e)
 {
     const struct akt_run_config *c = r->c;
@@ -458,15 +458,67 @@ out:
     return rc;
 }
 
-int akt__store_edit(struct akt_run_store *s, struct akt_results **h, struct akt_error *e)
+/* ------------------------------------------------ the epochs' rows --- */
+
+static int write_epoch(struct akt_results *out, const char *id, struct akt_run *r, int epoch,
+                       const struct akt_epoch_report *rep, float lr_s, float lr_g,
+                       struct akt_error *e)
 {
-    return akt_results_edit(h, s->file, e);
+    struct { const char *name; double v; } m[] = {
+        {"top1", rep->top1},         {"top5", rep->top5},       {"loss_g", rep->loss_g},
+        {"loss_q", rep->loss_q},     {"grad_norm", rep->grad_norm}, {"lr_student", lr_s},
+        {"lr_generator", lr_g},      {"time_s", rep->seconds},
+    };
+    int rc;
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
+        if ((rc = akt_results_append(out, id, m[i].name, epoch, &m[i].v, 1, e)))
+            return rc;
+    for (int i = 0; i < r->n_metrics; i++) {
+        double v = r->metric_count[i] ? r->metric_sum[i] / r->metric_count[i] : 0;
+        if ((rc = akt_results_append(out, id, r->metric_name[i], epoch, &v, 1, e)))
+            return rc;
+    }
+    const int na = r->student.n_acts;
+    double *ranges = malloc(2 * (size_t)na * sizeof *ranges);
+    AKT_ASSERT(ranges);
+    for (int i = 0; i < na; i++) {
+        ranges[i] = r->student.act[i].lo;
+        ranges[na + i] = r->student.act[i].hi;
+    }
+    rc = akt_results_append(out, id, "act_range", epoch, ranges, 2 * na, e);
+    free(ranges);
+    return rc;
 }
 
-int akt__store_save(struct akt_run_store *s, struct akt_results *h, struct akt_error *e)
+int akt__store_epoch(struct akt_run_store *s, struct akt_run *r, const struct akt_epoch_report *rep,
+                     float lr_s, float lr_g, struct akt_error *e)
 {
-    (void)s;
+    struct akt_results *h = NULL;
+    int rc = akt_results_edit(&h, s->file, e);
+    if (!rc)
+        rc = write_epoch(h, r->c->id, r, rep->epoch, rep, lr_s, lr_g, e);
+    if (!rc)
+        rc = akt__checkpoint_save(h, r->c->id, r, rep->epoch + 1, e);
+    if (rc) {
+        akt_results_discard(h);
+        return rc;
+    }
     return akt_results_commit(h, e);
+}
+
+int akt__store_done(struct akt_run_store *s, struct akt_run *r, const struct akt_run_result *res,
+                    struct akt_error *e)
+{
+    struct akt_results *h = NULL;
+    int rc = akt_results_edit(&h, s->file, e);
+    if (!rc)
+        rc = akt__write_final_tensors(h, r->c->id, r, e);
+    if (rc) {
+        akt_results_discard(h);
+        return rc;
+    }
+    /* status done comes with the tensors and figures, in one replacement */
+    return akt__store_finish(s, h, r->c->id, "done", "", res, e);
 }
 
 int akt__store_finish(struct akt_run_store *s, struct akt_results *h, const char *id,
@@ -494,6 +546,26 @@ int akt__store_finish(struct akt_run_store *s, struct akt_results *h, const char
         rc = publish(s, id, e);
     akt__store_close(s);
     return rc;
+}
+
+/* A run stopped while training keeps its epochs: status failed or
+ * interrupted, with the error as its message. When that cannot be saved
+ * either, the error says so too. */
+void akt__store_stopped(struct akt_run_store *st, const char *id, int rc,
+                        const struct akt_run_result *res, struct akt_error *e)
+{
+    const char *status = rc == AKT_EINTR ? "interrupted" : "failed";
+    struct akt_error e2 = {0};
+    char msg[1200] = "";
+    if (e)
+        akt_error_format(e, msg, sizeof msg);
+    if (akt__store_finish(st, NULL, id, status, msg, res, &e2) && e) {
+        char why[sizeof msg];
+        akt_error_format(&e2, why, sizeof why);
+        size_t l = strlen(e->what);
+        snprintf(e->what + l, sizeof e->what - l, " (and status '%s' was not saved: %s)", status,
+                 why);
+    }
 }
 
 void akt__store_close(struct akt_run_store *s)

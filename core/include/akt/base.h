@@ -38,6 +38,14 @@ struct akt_error {
 int akt_error_set(struct akt_error *e, int code, const char *where, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 const char *akt_error_format(const struct akt_error *e, char *buf, size_t n);
+/* Re-wraps an error a callee set under the caller's place, through a
+ * temporary copy (formatting e from its own fields would overlap): where
+ * becomes e->where and e->what becomes "FMT: OLD", OLD being the callee's
+ * "where: what" (its what alone when it named no place, nothing when it said
+ * nothing; FMT may be NULL: then OLD alone). code 0 keeps e->code. Returns
+ * e's new code (code when e is NULL), like akt_error_set. */
+int akt_error_wrap(struct akt_error *e, int code, const char *where, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 void akt_assert_fail(const char *expr, const char *file, int line) __attribute__((noreturn));
 #define AKT_ASSERT(x) ((x) ? (void)0 : akt_assert_fail(#x, __FILE__, __LINE__))

@@ -90,10 +90,13 @@ struct akt_run_result {
     int best_epoch, epochs_done;
 };
 
-/* Called per iteration (may be NULL) and per epoch. */
+/* Called per iteration, per epoch and per log line of a plugin (h->log;
+ * one line, no newline). Each may be NULL (a NULL log drops the lines): the
+ * library never prints. */
 struct akt_run_callbacks {
     void (*iteration)(int epoch, int iter, int iters, double loss_g, double loss_q, void *user);
     void (*epoch)(const struct akt_epoch_report *r, void *user);
+    void (*log)(const char *line, void *user);
     volatile int *stop;         /* set non-zero (e.g. by SIGINT) to stop after saving */
     void *user;
 };
@@ -133,7 +136,10 @@ struct akt_hessian_opts {
     double eps;        /* central-difference step, > 0 (1e-3) */
     int batch;         /* images in the fixed batch; 0: the run's batch */
     int64_t seed;      /* RNG seed of the batch and the probes; < 0: the run's seed + 1 */
-    int quiet;         /* 0: progress lines on stderr */
+    /* called after each gradient evaluation (may be NULL): done of total,
+     * seconds since the first */
+    void (*progress)(int done, int total, double seconds, void *user);
+    void *user;
 };
 void akt_hessian_opts_defaults(struct akt_hessian_opts *o);
 
