@@ -23,6 +23,42 @@ static void test_error_format(void **state)
     assert_int_equal(akt_error_set(NULL, AKT_EINVAL, "x", "y"), AKT_EINVAL);
 }
 
+/* akt_error_wrap formats through a copy: the callee's where and what stay
+ * whole, once, after the caller's place (never "create failed: create
+ * failed: ..."), also for messages that fill the buffers. */
+static void test_error_wrap(void **state)
+{
+    (void)state;
+    struct akt_error e = {0};
+    char buf[1200];
+    akt_error_set(&e, AKT_EINVAL, "plug", "refusing to start");
+    assert_int_equal(akt_error_wrap(&e, AKT_EPLUGIN, "loss plug", "create failed"), AKT_EPLUGIN);
+    assert_string_equal(e.where, "loss plug");
+    assert_string_equal(e.what, "create failed: plug: refusing to start");
+    /* code 0 keeps the code; fmt NULL prefixes the place only */
+    akt_error_set(&e, AKT_ENUMERIC, "batch 3", "logits are NaN");
+    assert_int_equal(akt_error_wrap(&e, 0, "student after epoch 2", NULL), AKT_ENUMERIC);
+    assert_string_equal(akt_error_format(&e, buf, sizeof buf),
+                        "student after epoch 2: batch 3: logits are NaN");
+    /* a callee that named no place, and one that said nothing */
+    akt_error_set(&e, AKT_EIO, "", "disk full");
+    akt_error_wrap(&e, 0, "f.h5", "commit of run %s", "r1");
+    assert_string_equal(akt_error_format(&e, buf, sizeof buf), "f.h5: commit of run r1: disk full");
+    e = (struct akt_error){0};
+    akt_error_wrap(&e, AKT_EPLUGIN, "loss x", "create failed");
+    assert_string_equal(akt_error_format(&e, buf, sizeof buf), "loss x: create failed");
+    /* full buffers: truncated, never overlapping (ASan/UBSan clean) */
+    memset(e.where, 'w', sizeof e.where - 1);
+    e.where[sizeof e.where - 1] = 0;
+    memset(e.what, 'x', sizeof e.what - 1);
+    e.what[sizeof e.what - 1] = 0;
+    akt_error_wrap(&e, AKT_EIO, "outer", "%s", "wrapped");
+    assert_string_equal(e.where, "outer");
+    assert_int_equal(strlen(e.what), sizeof e.what - 1);
+    assert_memory_equal(e.what, "wrapped: www", 12);
+    assert_int_equal(akt_error_wrap(NULL, AKT_EINVAL, "x", NULL), AKT_EINVAL);
+}
+
 static void test_arena(void **state)
 {
     (void)state;
@@ -112,6 +148,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_error_format),
+        cmocka_unit_test(test_error_wrap),
         cmocka_unit_test(test_arena),
         cmocka_unit_test(test_rng),
         cmocka_unit_test(test_tape_views_and_detach),

@@ -40,7 +40,8 @@ static void describe(struct akt_results *h, const char *id, int active, struct l
 {
     memset(l, 0, sizeof *l);
     *msg = NULL;
-    akt_results_get_status(h, id, l->status, sizeof l->status);
+    if (akt_results_get_status(h, id, l->status, sizeof l->status) != 0)
+        snprintf(l->status, sizeof l->status, "unreadable");
     if (!strcmp(l->status, "running") && !active)
         snprintf(l->status, sizeof l->status, "killed");
     char *config = akt_results_run_str(h, id, "config");

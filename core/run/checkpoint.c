@@ -293,9 +293,11 @@ static int done_figures(struct akt_results *f, const char *file, const char *id,
                         const struct akt_run_config *c, struct akt_run_result *res,
                         struct akt_error *e)
 {
+    double be = -1;
     struct { const char *name; double *v; } a[] = {
         {"best_top1", &res->best_top1}, {"final_top1", &res->final_top1},
-        {"top1_fp", &res->top1_fp},     {"top1_before", &res->top1_before}};
+        {"top1_fp", &res->top1_fp},     {"top1_before", &res->top1_before},
+        {"best_epoch", &be}};
     char w[1400];
     snprintf(w, sizeof w, "%s:/runs/%s", file, id);
     for (size_t i = 0; i < sizeof a / sizeof a[0]; i++)
@@ -303,8 +305,6 @@ static int done_figures(struct akt_results *f, const char *file, const char *id,
             return akt_error_set(e, AKT_EFORMAT, w,
                                  "status is 'done' but attribute '%s' is missing (damaged or "
                                  "edited file)", a[i].name);
-    double be = -1;
-    akt_results_get_attr(f, id, "best_epoch", &be);
     res->best_epoch = (int)be;
     res->epochs_done = c->epochs;
     return 0;
@@ -317,7 +317,13 @@ static int check_config(struct akt_results *f, const char *file, const char *id,
     size_t cap = strlen(yaml) + 65536;
     char *stored = malloc(cap), keys[400];
     AKT_ASSERT(stored);
-    akt_results_get_config(f, id, stored, cap);
+    if (akt_results_get_config(f, id, stored, cap) != 0) {
+        free(stored);
+        char w[1400];
+        snprintf(w, sizeof w, "%s:/runs/%s@config", file, id);
+        return akt_error_set(e, AKT_EFORMAT, w, "cannot be read (damaged or edited file; "
+                             "nothing was changed)");
+    }
     int d = akt_run_config_text_diff(stored, yaml, keys, sizeof keys);
     if (d < 0) /* unreadable stored text: only the same text is the same run */
         d = strcmp(stored, yaml) != 0;
@@ -330,10 +336,15 @@ static int check_config(struct akt_results *f, const char *file, const char *id,
                          *keys ? "keys: " : "stored config unreadable", keys);
 }
 
-static int status_of(struct akt_results *f, const char *id, char *buf, size_t n)
+static int status_of(struct akt_results *f, const char *file, const char *id, char *buf,
+                     size_t n, struct akt_error *e)
 {
-    buf[0] = 0;
-    return akt_results_get_status(f, id, buf, n);
+    if (akt_results_get_status(f, id, buf, n) == 0)
+        return 0;
+    char w[1400];
+    snprintf(w, sizeof w, "%s:/runs/%s@status", file, id);
+    return akt_error_set(e, AKT_EFORMAT, w, "cannot be read (damaged or edited file; nothing "
+                         "was changed)");
 }
 
 /* ------------------------------------------------------- the store --- */
@@ -353,7 +364,9 @@ static int publish(struct akt_run_store *s, const char *id, struct akt_error *e)
         h = NULL;
     }
     akt_results_discard(h);
-    akt_results_close(src, NULL);
+    int closed = akt_results_close(src, rc ? NULL : e); /* the first error is the one told */
+    if (!rc)
+        rc = closed;
     return rc ? rc : akt_results_remove(s->file, e);
 }
 
@@ -392,10 +405,9 @@ int akt__store_open(struct akt_run_store *s, struct akt_run *r, struct akt_run_r
 
     char mst[32] = "", fst[32] = "";
     int in_main = m && akt_results_has_run(m, c->id);
-    if (in_main)
-        status_of(m, c->id, mst, sizeof mst);
-    if (fx)
-        status_of(f, c->id, fst, sizeof fst);
+    if ((in_main && (rc = status_of(m, s->main, c->id, mst, sizeof mst, e))) ||
+        (fx && (rc = status_of(f, s->file, c->id, fst, sizeof fst, e))))
+        goto out;
     if (in_main && !strcmp(mst, "done")) {
         /* finished: reported, never run again; a run file beside it is a
          * leftover of a kill between the commit and its removal */

@@ -71,7 +71,8 @@ static int not_ended(const char *path, const char *id, struct akt_error *e)
     struct akt_results *r = NULL;
     char status[32] = "?";
     if (akt_results_open_read(&r, file, NULL) == 0) {
-        akt_results_get_status(r, id, status, sizeof status);
+        if (akt_results_get_status(r, id, status, sizeof status) != 0)
+            snprintf(status, sizeof status, "unreadable");
         akt_results_close(r, NULL);
     }
     return akt_error_set(e, AKT_EINVAL, path, "run '%s' has not ended: it is in %s (status "

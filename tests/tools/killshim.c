@@ -5,11 +5,16 @@
  *   AKT_WRITE_COUNT=FILE  writes the number of such calls to FILE at exit;
  *   AKT_WRITE_LOG=FILE    appends "INDEX PATH" per call (the file written)
  *                         and "R PATH" per rename (not counted), so a test
- *                         can tell the phases of a run apart.
- * Nothing else changes, so a run under it is the same run. */
+ *                         can tell the phases of a run apart;
+ *   AKT_FAIL_RENAME_TO=PATH  makes every rename onto PATH fail with EIO
+ *                         (an injected failure of a commit, e.g. the final
+ *                         one into the results file).
+ * Without AKT_FAIL_RENAME_TO nothing else changes, so a run under it is the
+ * same run. */
 /* both pwrite and pwrite64 are interposed: no redirection of one to the other */
 #undef _FILE_OFFSET_BITS
 #include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -84,6 +89,11 @@ int rename(const char *from, const char *to)
     if (getenv("AKT_WRITE_LOG")) {
         char line[1100];
         log_line(line, snprintf(line, sizeof line, "R %s\n", to));
+    }
+    const char *fail = getenv("AKT_FAIL_RENAME_TO");
+    if (fail && *fail && !strcmp(fail, to)) {
+        errno = EIO;
+        return -1;
     }
     return real_rename(from, to);
 }
