@@ -230,6 +230,15 @@ static void train_tiny(const char *out, const char *id)
     train_tiny_with(out, id, "gdfq", "akt", NULL);
 }
 
+static void count_progress(int done, int total, double seconds, void *user)
+{
+    int *n = user;
+    assert_int_equal(done, *n + 1);
+    assert_int_equal(total, 4);
+    assert_true(seconds >= 0);
+    *n = done;
+}
+
 static void test_run_hessian(void **s)
 {
     (void)s;
@@ -243,6 +252,9 @@ static void test_run_hessian(void **s)
     akt_hessian_opts_defaults(&o);
     o.probes = 2;
     o.batch = 4;
+    int evals = 0; /* progress comes through the callback (the library never prints) */
+    o.progress = count_progress;
+    o.user = &evals;
     struct akt_hessian_result *res = malloc(sizeof *res), *res2 = malloc(sizeof *res2);
     assert_non_null(res);
     assert_non_null(res2);
@@ -258,6 +270,8 @@ static void test_run_hessian(void **s)
     assert_int_equal(res->checkpoint_epoch, 1);
     assert_int_equal(res->batch, 4);
     assert_int_equal(res->probes, 2);
+    assert_int_equal(evals, 4); /* 2 gradients per probe */
+    o.progress = NULL;
     assert_true(res->seed == 8); /* the run's seed + 1 */
     assert_true(isfinite(res->trace_total));
     double sum = 0, abs_sum = 0;
