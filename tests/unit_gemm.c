@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "akt/base.h"
+#include "../core/ops/cpu.h"
 #include "../core/ops/gemm.h"
 
 static void fill(float *p, size_t n, struct akt_rng *r)

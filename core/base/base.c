@@ -16,9 +16,6 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-#include <cblas.h>
-
-#include "../ops/gemm.h" /* akt_have_avx512 */
 
 /* ------------------------------------------------------------- errors --- */
 int akt_error_set(struct akt_error *e, int code, const char *where, const char *fmt, ...)
@@ -330,12 +327,7 @@ void akt_threads_set(int n)
 #ifdef _OPENMP
     omp_set_num_threads(n);
 #endif
-    /* With the AVX-512 convolutions, OpenBLAS only runs the small linear
-     * layers, and a threaded call leaves its workers spinning on
-     * sched_yield for many milliseconds, taking a core from the OpenMP
-     * kernels that follow (a fifth of a zero-shot iteration was kernel
-     * time). The im2col path's GEMMs are the convolutions: threads pay. */
-    openblas_set_num_threads(akt_have_avx512() ? 1 : n);
+    /* OpenBLAS follows at its next call (core/ops/gemm.c) */
 }
 
 int akt_threads_get(void) { return g_threads; }

@@ -8,7 +8,7 @@
  * and the blocks are added in order: the order depends only on the shape,
  * so results do not depend on the thread count. */
 #include "internal.h"
-#include "gemm.h" /* akt_scratch */
+#include "scratch.h"
 
 #include <stdlib.h>
 

@@ -9,7 +9,10 @@
  * AVX-512 path (conv2d_avx512.c): direct convolutions as 1-D convolutions
  * on a zero-padded (phase-split for stride > 1) copy; see there. */
 #include "internal.h"
+#include "conv2d_avx512.h"
+#include "cpu.h"
 #include "gemm.h"
+#include "scratch.h"
 
 struct conv_geom {
     int N, Cin, H, W, Cout, kh, kw, stride, pad, Ho, Wo;

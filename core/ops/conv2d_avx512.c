@@ -27,7 +27,9 @@
  * Threads: images are split into fixed contiguous ranges (one per thread);
  * dw partials per thread are added in thread order, so results are
  * bit-identical for a given thread count. */
-#include "gemm.h"
+#include "conv2d_avx512.h"
+#include "cpu.h"
+#include "scratch.h"
 
 #include "akt/base.h"
 

@@ -1,7 +1,6 @@
-/* Fully connected layer: y = x w^T + bias on OpenBLAS sgemm. */
+/* Fully connected layer: y = x w^T + bias on akt_gemm (OpenBLAS). */
+#include "gemm.h"
 #include "internal.h"
-
-#include <cblas.h>
 
 /* y[B,out] = x[B,in] w[out,in]^T + bias[out] (bias may be NULL) */
 static void linear_forward(float *y, const float *x, const float *w, const float *bias, int B,
@@ -10,8 +9,7 @@ static void linear_forward(float *y, const float *x, const float *w, const float
     if (B == 0 || out == 0)
         return;
     if (in > 0)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, out, in, 1.0f, x, in, w, in, 0.0f,
-                    y, out);
+        akt_gemm(0, 1, B, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
     else
         memset(y, 0, (size_t)B * out * sizeof(float));
     if (bias) {
@@ -30,12 +28,10 @@ static void linear_backward(float *dx, float *dw, float *dbias, const float *dy,
         return;
     /* dx[B,in] += dy[B,out] w[out,in] */
     if (dx && in > 0)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, in, out, 1.0f, dy, out, w, in,
-                    1.0f, dx, in);
+        akt_gemm(0, 0, B, in, out, 1.0f, dy, out, w, in, 1.0f, dx, in);
     /* dw[out,in] += dy^T[out,B] x[B,in] */
     if (dw && in > 0)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, B, 1.0f, dy, out, x, in,
-                    1.0f, dw, in);
+        akt_gemm(1, 0, out, in, B, 1.0f, dy, out, x, in, 1.0f, dw, in);
     /* each column summed over the batch in order, in double: independent of threads */
     if (dbias) {
         AKT_PARALLEL_FOR((int64_t)B * out)

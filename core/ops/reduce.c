@@ -6,7 +6,7 @@
  * wrapper. Every output element is reduced by one thread in ascending order,
  * so results do not depend on the thread count. */
 #include "internal.h"
-#include "gemm.h" /* akt_scratch */
+#include "scratch.h"
 
 #include <limits.h>
 

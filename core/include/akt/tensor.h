@@ -262,6 +262,32 @@ struct akt_tensor *akt_minmax_normalize(struct akt_tape *t, struct akt_tensor *x
 struct akt_tensor *akt_focal_cross_entropy(struct akt_tape *t, struct akt_tensor *z,
                                            const int *labels, float gamma, const float *weights);
 
+/* ------------------------------------------------ fake quantizer ---
+ * core/ops/fake_quant.c; the range trackers that feed it are the student's
+ * (akt/student.h). */
+/* Fake quantizer for a range [lo, hi] (SPEC 2), round half to even:
+ * s = (2^k-1)/max(hi-lo, 1e-8); zp = rint(s*lo) + 2^(k-1);
+ * q = clamp(rint(s*x - zp), -2^(k-1), 2^(k-1)-1); out = (q + zp)/s.
+ * Backward: straight through (dx = dout), no gradient to lo/hi. */
+float akt_fake_quant_scalar(float x, float lo, float hi, int bits);
+
+/* The quantizer's parameters for a range (SPEC 2), computed one way for the
+ * fake quantizer, the exported integer weights and any plugin:
+ * scale = (2^k-1)/max(hi-lo, 1e-8), zero_point = rint(scale*lo) + 2^(k-1),
+ * levels qmin = -2^(k-1) .. qmax = 2^(k-1)-1. bits in 2..8. */
+struct akt_qparams {
+    float scale, zero_point, qmin, qmax;
+};
+struct akt_qparams akt_quant_params(float lo, float hi, int bits);
+/* The integer level of x: clamp(rint(scale*x - zero_point), qmin, qmax) (a
+ * NaN stays NaN); x is then represented as (q + zero_point) / scale. */
+float akt_quant_level(float x, struct akt_qparams p);
+/* per tensor, explicit range */
+struct akt_tensor *akt_fake_quant(struct akt_tape *t, struct akt_tensor *x, float lo, float hi,
+                                  int bits);
+/* per output channel (dim 0), range = that channel's current min/max */
+struct akt_tensor *akt_fake_quant_channel(struct akt_tape *t, struct akt_tensor *w, int bits);
+
 #ifdef __cplusplus
 }
 #endif

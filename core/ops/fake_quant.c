@@ -13,9 +13,9 @@
 #pragma GCC optimize("fp-contract=off")
 #endif
 
-#include "akt/student.h"
+#include "akt/tensor.h"
 
-#include "../ops/internal.h"
+#include "internal.h"
 
 struct akt_qparams akt_quant_params(float lo, float hi, int bits)
 {
