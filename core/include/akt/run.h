@@ -1,5 +1,7 @@
-/* One zero-shot quantization run (SPEC 5): configuration, the training loop,
- * and what it reports. */
+/* One zero-shot quantization run (SPEC 5), implemented in core/run/: its
+ * configuration (config.c), the training loop and what it reports (train.c,
+ * with host.c, checkpoint.c and tensors.c beside it), and the analysis of a
+ * stored run (analysis.c). */
 #ifndef AKT_RUN_H
 #define AKT_RUN_H
 
