@@ -19,6 +19,7 @@
 
 #include "akt/nn.h"
 #include "akt/plugin.h"
+#include "fake_host.h"
 
 /* ----------------------------------------------------------- module ---- */
 static void *g_dl;
@@ -82,59 +83,22 @@ static void set(const struct akt_plugin *p, struct akt_param_values *v, const ch
 }
 
 /* ------------------------------------------------------------ fake host -- */
-#define MAX_METRICS 16
+/* The shared fake host (fake_host.h) over two random networks; a metric
+ * reported again keeps its latest value. */
 struct fake {
     struct akt_host h;
+    struct fake_host host;
     struct akt_rng rng;
     struct akt_resnet teacher, student;
     struct akt_resnet_out tout, sout; /* the latest forwards */
-    int n_metrics;
-    char mname[MAX_METRICS][32];
-    double mval[MAX_METRICS];
 };
 
-static void fake_teacher_forward(const struct akt_host *h, struct akt_tape *t, struct akt_tensor *x,
-                                 struct akt_resnet_out *out)
+static double metric_of(const struct fake *f, const char *name)
 {
-    struct fake *f = h->ctx;
-    struct akt_resnet_opts o = {.bn_batch = 0, .param_grads = 0};
-    akt_resnet_forward(&f->teacher, t, x, &o, out);
-}
-
-static void fake_student_forward(const struct akt_host *h, struct akt_tape *t, struct akt_tensor *x,
-                                 struct akt_resnet_out *out)
-{
-    struct fake *f = h->ctx;
-    struct akt_resnet_opts o = {.bn_batch = 0, .param_grads = 0};
-    akt_resnet_forward(&f->student, t, x, &o, out);
-}
-
-static void fake_metric(const struct akt_host *h, const char *name, double value)
-{
-    struct fake *f = h->ctx;
-    for (int i = 0; i < f->n_metrics; i++)
-        if (!strcmp(f->mname[i], name)) {
-            f->mval[i] = value;
-            return;
-        }
-    assert_true(f->n_metrics < MAX_METRICS);
-    snprintf(f->mname[f->n_metrics], sizeof f->mname[0], "%s", name);
-    f->mval[f->n_metrics++] = value;
-}
-
-static double metric(const struct fake *f, const char *name)
-{
-    for (int i = 0; i < f->n_metrics; i++)
-        if (!strcmp(f->mname[i], name))
-            return f->mval[i];
-    fail_msg("metric %s was not reported", name);
-    return NAN;
-}
-
-static void fake_log(const struct akt_host *h, const char *fmt, ...)
-{
-    (void)h;
-    (void)fmt;
+    const double *v = metric(&f->host, name);
+    if (!v)
+        fail_msg("metric %s was not reported", name);
+    return v ? *v : NAN;
 }
 
 /* A random ResNet-20 whose BN layers have non-trivial affine parameters and
@@ -170,18 +134,8 @@ static struct fake *fake_new(int classes, int wbits, uint64_t seed)
     random_resnet(&f->teacher, classes, &r);
     random_resnet(&f->student, classes, &r);
     akt_rng_seed(&f->rng, seed);
-    f->h.abi = AKT_PLUGIN_ABI;
-    f->h.size = sizeof f->h;
-    f->h.rng = &f->rng;
-    f->h.num_classes = classes;
-    f->h.batch = 4;
-    f->h.wbits = f->h.abits = wbits;
-    f->h.teacher = &f->teacher;
-    f->h.teacher_forward = fake_teacher_forward;
-    f->h.student_forward = fake_student_forward;
-    f->h.metric = fake_metric;
-    f->h.log = fake_log;
-    f->h.ctx = f;
+    f->h = fake_host_make(&f->host, 0, classes, 4, wbits, &f->rng);
+    fake_host_lend(&f->h, &f->teacher, &f->student);
     return f;
 }
 
@@ -520,11 +474,11 @@ static void test_loss_values_gdfq_qimera(void **state)
         double bns = bns_double(f);
         const float *tg = b.target ? b.target->data : NULL;
         double ce = ce_double(f->tout.logits->data, B, 10, b.labels, tg);
-        near("gen.bns", metric(f, "gen.bns"), bns, 1e-5);
-        near("gen.ce", metric(f, "gen.ce"), ce, 1e-5);
+        near("gen.bns", metric_of(f, "gen.bns"), bns, 1e-5);
+        near("gen.ce", metric_of(f, "gen.ce"), ce, 1e-5);
         near("loss", L, ce + 0.37 * bns, 1e-5);
         if (k > 0)
-            assert_true(metric(f, "gen.superposed") == (k == 2));
+            assert_true(metric_of(f, "gen.superposed") == (k == 2));
         akt_tape_free(&t);
         p->destroy(g);
         fake_free(f);
@@ -577,10 +531,10 @@ static void test_loss_values_adadfq(void **state)
     double bns = bns_double(f);
     /* make sure the hinge is active so its value is tested */
     assert_true(hl + hu > 0);
-    near("gen.hinge", metric(f, "gen.hinge"), hl + hu, 1e-5);
-    near("gen.bal", metric(f, "gen.bal"), bal, 1e-5);
-    near("gen.bns", metric(f, "gen.bns"), bns, 1e-5);
-    near("gen.ce", metric(f, "gen.ce"), ce_double(zt, B, C, b.labels, NULL), 1e-5);
+    near("gen.hinge", metric_of(f, "gen.hinge"), hl + hu, 1e-5);
+    near("gen.bal", metric_of(f, "gen.bal"), bal, 1e-5);
+    near("gen.bns", metric_of(f, "gen.bns"), bns, 1e-5);
+    near("gen.ce", metric_of(f, "gen.ce"), ce_double(zt, B, C, b.labels, NULL), 1e-5);
     near("loss", L, hl + hu + beta * bal + gamma * bns, 1e-5);
     akt_tape_free(&t);
     p->destroy(g);

@@ -1,5 +1,5 @@
-/* Helpers of the plugin tests (plugin_losses.c, plugin_sota.c): a fake
- * host that records metrics, parameter values as the host would validate
+/* Helpers of the plugin tests (plugin_losses.c, plugin_sota.c): the fake
+ * host (fake_host.h), parameter values as the host would validate
  * them from "key=value ..." text, and fixture readers. Include after cmocka
  * (failures go through fail_msg). Tests only, header-only. */
 #ifndef AKT_TEST_PLUGIN_HOST_H
@@ -12,44 +12,7 @@
 #include <string.h>
 
 #include "akt/plugin.h"
-
-/* ---------------------------------------------------------- fake host --- */
-#define MAX_METRICS 16
-struct metrics {
-    int n;
-    char name[MAX_METRICS][32];
-    double value[MAX_METRICS];
-};
-
-static inline void host_metric(const struct akt_host *h, const char *name, double value)
-{
-    struct metrics *m = h->ctx;
-    for (int i = 0; i < m->n; i++)
-        if (!strcmp(m->name[i], name))
-            fail_msg("metric %s reported twice in one call", name);
-    assert_true(m->n < MAX_METRICS);
-    snprintf(m->name[m->n], sizeof m->name[0], "%s", name);
-    m->value[m->n++] = value;
-}
-
-static inline void host_log(const struct akt_host *h, const char *fmt, ...)
-{
-    (void)h;
-    va_list ap;
-    va_start(ap, fmt);
-    printf("# ");
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-}
-
-static inline const double *metric(const struct metrics *m, const char *name)
-{
-    for (int i = 0; i < m->n; i++)
-        if (!strcmp(m->name[i], name))
-            return &m->value[i];
-    return NULL;
-}
+#include "fake_host.h"
 
 /* -------------------------------------------------------- parameters --- */
 static inline int param_index(const struct akt_plugin *p, const char *key)

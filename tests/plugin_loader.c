@@ -19,6 +19,7 @@
 
 #include "akt/akt.h"
 #include "akt/registry.h"
+#include "fake_host.h"
 #include "gradcheck.h"
 
 /* Path of a built plugin, e.g. plug("testing/test_abi.so"). */
@@ -439,30 +440,12 @@ static void test_template_params(void **state)
 }
 
 /* ------------------------------------------------- the template, running -- */
-static struct {
-    char name[64];
-    double value;
-    int calls;
-} last_metric;
-
-static void fake_metric(const struct akt_host *h, const char *name, double value)
-{
-    (void)h;
-    snprintf(last_metric.name, sizeof last_metric.name, "%s", name);
-    last_metric.value = value;
-    last_metric.calls++;
-}
-
-static void fake_log(const struct akt_host *h, const char *fmt, ...)
-{
-    (void)h, (void)fmt;
-}
+static struct fake_host g_host; /* the shared fake host (fake_host.h) */
 
 static struct akt_host fake_host(void)
 {
-    return (struct akt_host){.abi = AKT_PLUGIN_ABI, .size = sizeof(struct akt_host),
-                             .num_classes = 3, .batch = 2, .wbits = 4, .abits = 4,
-                             .metric = fake_metric, .log = fake_log};
+    struct akt_host h = fake_host_make(&g_host, 0, 3, 2, 4, NULL);
+    return h;
 }
 
 /* Runs compute on student logits s and teacher logits t ([2,3]). */
@@ -524,13 +507,14 @@ static void test_template_compute(void **state)
         memcpy(zs->data, s, sizeof s);
         struct akt_tensor *zt = akt_tensor_from(&t, te, 2, shape); /* no grad, as the host's */
         struct akt_error e = {0};
-        last_metric.calls = 0;
+        g_host.calls = 0;
         struct akt_tensor *loss = run_loss(p, self, &h, &t, zs, zt, &e);
         assert_non_null(loss);
         assert_int_equal(loss->n, 1);
         assert_true(fabs(loss->data[0] - cases[c].want) < 1e-5 * fmax(1, cases[c].want));
-        assert_int_equal(last_metric.calls, 1);
-        assert_string_equal(last_metric.name, "loss.mse");
+        assert_int_equal(g_host.calls, 1);
+        assert_int_equal(g_host.n, 1);
+        assert_string_equal(g_host.name[0], "loss.mse");
         /* the host calls backward; the gradient reaches the student:
          * d/ds = weight' * 2 (s - t) / divisor */
         akt_backward(&t, loss);

@@ -109,12 +109,11 @@ static int teardown(void **state)
     return 0;
 }
 
-static struct akt_host make_host(struct metrics *m, struct akt_rng *rng)
+/* one call's metrics: a name reported twice fails */
+static struct akt_host make_host(struct fake_host *m, struct akt_rng *rng)
 {
-    memset(m, 0, sizeof *m);
-    struct akt_host h = {.abi = AKT_PLUGIN_ABI, .size = sizeof h, .rng = rng,
-                         .num_classes = NCLS, .batch = B, .wbits = 4, .abits = 4,
-                         .teacher = &g_net, .metric = host_metric, .log = host_log, .ctx = m};
+    struct akt_host h = fake_host_make(m, 1, NCLS, B, 4, rng);
+    h.teacher = &g_net; /* read-only, no forwards */
     return h;
 }
 
@@ -318,7 +317,7 @@ static void test_fixture_inputs(void **state)
 static void test_lowpass_golden(void **state)
 {
     (void)state;
-    struct metrics m;
+    struct fake_host m;
     struct akt_host h = make_host(&m, NULL);
     struct akt_tape t;
     akt_tape_init(&t, 1 << 22);
@@ -375,7 +374,7 @@ static int synq_case(const char *name)
                                 .target = soft ? g.target : NULL,
                                 .generator_logit_loss = !strcmp(gen, "kd") ? AKT_LOGIT_KD
                                                                           : AKT_LOGIT_ENTROPY};
-    struct metrics m;
+    struct fake_host m;
     struct akt_host h = make_host(&m, NULL);
     void *self = create(g_synq, &h, params);
     struct akt_error e = {0};
@@ -484,7 +483,7 @@ static void test_synq_is_kd(void **state)
     struct akt_loss_input in = {.size = sizeof in, .teacher = &g.teacher.o,
                                 .student = &g.student.o, .labels = g.labels,
                                 .generator_logit_loss = AKT_LOGIT_KD};
-    struct metrics m;
+    struct fake_host m;
     struct akt_host h = make_host(&m, NULL);
     void *self = create(g_synq, &h, "tau=1 lambda_ce=1 lambda_cam=0");
     struct akt_tensor *L = g_synq->ops.loss.compute(self, &h, &t, &in, NULL);
@@ -576,7 +575,7 @@ static void test_synq_gradcheck(void **state)
         d.target[b * NCLS + d.labels[b]] = 0.6f;
         d.target[b * NCLS + (d.labels[b] + 1) % NCLS] = 0.4f;
     }
-    struct metrics m;
+    struct fake_host m;
     struct akt_host h = make_host(&m, NULL);
     d.h = &h;
     const struct gc_input in[3] = {
@@ -656,7 +655,7 @@ static int gen_case(const char *name, int set)
     struct akt_tensor *z = fixture_zt(&t, 1), *xbn = fixture_xbn(&t, 1);
     struct gen_inputs gi;
     gen_inputs_init(&gi, z, xbn);
-    struct metrics m;
+    struct fake_host m;
     struct akt_rng rng;
     akt_rng_seed(&rng, 1);
     struct akt_host h = make_host(&m, &rng);
@@ -743,7 +742,7 @@ static struct akt_tensor *f_hast(struct akt_tape *t, struct akt_tensor **in, voi
 static void test_hast_gradcheck_and_sample(void **state)
 {
     (void)state;
-    struct metrics m;
+    struct fake_host m;
     struct akt_rng rng;
     akt_rng_seed(&rng, 2);
     struct akt_host h = make_host(&m, &rng);
@@ -958,7 +957,7 @@ static void test_synthetic_sets(void **state)
     const int n = 6, px = 3 * 32 * 32;
     const struct akt_plugin *sets[2] = {g_hast_set, g_intraq_set};
     for (int s = 0; s < 2; s++) {
-        struct metrics m;
+        struct fake_host m;
         struct akt_host h = make_host(&m, &rng);
         h.teacher = &g_rand;
         h.teacher_forward = rand_forward;
@@ -1032,7 +1031,7 @@ static void test_synthetic_sets(void **state)
 static void test_errors(void **state)
 {
     (void)state;
-    struct metrics m;
+    struct fake_host m;
     struct akt_host h = make_host(&m, NULL);
     struct akt_error e = {0};
     /* a set needs a teacher to synthesise against */
