@@ -298,6 +298,78 @@ static void test_roundtrip(void **state)
     assert_int_equal(H5Fget_obj_count((hid_t)H5F_OBJ_ALL, H5F_OBJ_ALL), 0);
 }
 
+/* The typed API: one write/read for every array type, one attribute
+ * set/get on the run and on a group, for numbers and strings; the per-type
+ * shorthands read what it wrote. */
+static void test_typed(void **state)
+{
+    (void)state;
+    char path[512];
+    path_of(path, sizeof path, "typed.h5");
+    struct akt_results *r = NULL;
+    CHECK(akt_results_open(&r, path, &e_));
+    CHECK(akt_results_run(r, "t", "id: t\n", &e_));
+    const float f[6] = {1.5f, -2, 3, 4, 5, 6.25f};
+    const double d[3] = {0.1, 1e300, -7};
+    const int k[4] = {-1, 0, 7, 1 << 30};
+    CHECK(akt_results_write(r, "t", "a/b", "f", AKT_F32, f, 2, (int[]){2, 3}, &e_));
+    CHECK(akt_results_write(r, "t", "a", "d", AKT_F64, d, 1, (int[]){3}, &e_));
+    CHECK(akt_results_write(r, "t", "a", "k", AKT_I32, k, 1, (int[]){4}, &e_));
+    CHECK(akt_results_write(r, "t", "a", "empty", AKT_F32, NULL, 1, (int[]){0}, &e_));
+    double v = 42.5;
+    CHECK(akt_results_attr_set(r, "t", NULL, "score", AKT_F64, &v, &e_));
+    CHECK(akt_results_attr_set(r, "t", "", "note", AKT_STR, "hello", &e_));
+    CHECK(akt_results_attr_set(r, "t", "a/b", "n", AKT_F64, (double[]){3}, &e_));
+    CHECK(akt_results_attr_set(r, "t", "a/b", "s", AKT_STR, "x y", &e_));
+    struct akt_error e = {0};
+    /* refusals: a reserved name on the run, a string type for an array, a
+     * number type for an attribute that is neither */
+    assert_int_equal(akt_results_attr_set(r, "t", NULL, "status", AKT_STR, "done", &e),
+                     AKT_EINVAL);
+    assert_int_equal(akt_results_write(r, "t", "a", "s", AKT_STR, "x", 1, (int[]){1}, &e),
+                     AKT_EINVAL);
+    assert_int_equal(akt_results_attr_set(r, "t", "a", "q", AKT_I32, k, &e), AKT_EINVAL);
+    CHECK(akt_results_close(r, &e_));
+
+    CHECK(akt_results_open_read(&r, path, &e_));
+    float f2[6];
+    double d2[3], d3[3];
+    int k2[4];
+    CHECK(akt_results_read(r, "t", "a/b", "f", AKT_F32, f2, 6, &e_));
+    assert_memory_equal(f, f2, sizeof f);
+    CHECK(akt_results_read(r, "t", "a", "d", AKT_F64, d2, 3, &e_));
+    assert_memory_equal(d, d2, sizeof d);
+    CHECK(akt_results_read(r, "t", "a", "k", AKT_I32, k2, 4, &e_));
+    assert_memory_equal(k, k2, sizeof k);
+    CHECK(akt_results_read(r, "t", "a", "empty", AKT_F32, NULL, 0, &e_));
+    /* the shorthands read the same datasets */
+    CHECK(akt_results_read_doubles(r, "t", "a", "d", d3, 3, &e_));
+    assert_memory_equal(d, d3, sizeof d);
+    CHECK(akt_results_read_ints(r, "t", "a", "k", k2, 4, &e_));
+    assert_memory_equal(k, k2, sizeof k);
+    /* a float array is no integer array; a wrong count is a shape error */
+    assert_int_equal(akt_results_read(r, "t", "a", "d", AKT_I32, k2, 3, &e), AKT_EFORMAT);
+    assert_int_equal(akt_results_read(r, "t", "a", "k", AKT_I32, k2, 3, &e), AKT_ESHAPE);
+    double got = 0;
+    char buf[32];
+    assert_int_equal(akt_results_attr_get(r, "t", NULL, "score", AKT_F64, &got, 0), 0);
+    assert_true(got == 42.5);
+    assert_int_equal(akt_results_get_attr(r, "t", "score", &got), 0);
+    assert_true(got == 42.5);
+    assert_int_equal(akt_results_attr_get(r, "t", NULL, "note", AKT_STR, buf, sizeof buf), 0);
+    assert_string_equal(buf, "hello");
+    assert_int_equal(akt_results_attr_get(r, "t", "a/b", "n", AKT_F64, &got, 0), 0);
+    assert_true(got == 3);
+    assert_int_equal(akt_results_get_group_attr_str(r, "t", "a/b", "s", buf, sizeof buf), 0);
+    assert_string_equal(buf, "x y");
+    /* absent: the attribute, the group, the run */
+    assert_true(akt_results_attr_get(r, "t", "a/b", "none", AKT_F64, &got, 0) < 0);
+    assert_true(akt_results_attr_get(r, "t", "zz", "n", AKT_F64, &got, 0) < 0);
+    assert_true(akt_results_attr_get(r, "u", NULL, "score", AKT_F64, &got, 0) < 0);
+    assert_true(akt_results_attr_get(r, "t", NULL, "note", AKT_F64, &got, 0) < 0);
+    CHECK(akt_results_close(r, &e_));
+}
+
 static void test_truncate(void **state)
 {
     (void)state;
@@ -827,6 +899,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_typed),
         cmocka_unit_test(test_truncate),
         cmocka_unit_test(test_open_errors),
         cmocka_unit_test(test_usage_errors),

@@ -777,33 +777,12 @@ int akt_results_get_config(struct akt_results *r, const char *id, char *buf, siz
 int akt_results_set_attr(struct akt_results *r, const char *id, const char *name, double v,
                          struct akt_error *e)
 {
-    char w[700];
-    hid_t g = open_run(r, id, e);
-    if (g < 0)
-        return e ? e->code : AKT_EINVAL;
-    where_of(w, sizeof w, r, id, NULL);
-    if (!name_ok(name, 1) || is_reserved(name)) {
-        akt__h5_close(g);
-        return akt_error_set(e, AKT_EINVAL, w,
-                             "attribute name '%s' is invalid or reserved (config, status, "
-                             "status_message, created)", name ? name : "(null)");
-    }
-    int bad = write_attr_f64(g, name, v) < 0;
-    bad |= akt__h5_close(g) < 0;
-    if (bad)
-        return akt_error_set(e, AKT_EIO, w, "writing attribute '%s' failed", name);
-    return 0;
+    return akt_results_attr_set(r, id, NULL, name, AKT_F64, &v, e);
 }
 
 int akt_results_get_attr(struct akt_results *r, const char *id, const char *name, double *v)
 {
-    hid_t g = open_run(r, id, NULL);
-    if (g < 0)
-        return AKT_EINVAL;
-    int rc = name_ok(name, 1) && akt__h5_attr_f64(g, name, v) == 0 ? 0 : AKT_EFORMAT;
-    if (akt__h5_close(g) < 0)
-        rc = AKT_EFORMAT;
-    return rc;
+    return akt_results_attr_get(r, id, NULL, name, AKT_F64, v, 0);
 }
 
 /* ---- metric series ------------------------------------------------------ */
@@ -1259,20 +1238,7 @@ int akt_results_write_tensor(struct akt_results *r, const char *id, const char *
                              const char *name, const float *data, int ndim, const int *shape,
                              struct akt_error *e)
 {
-    char w[700];
-    hsize_t dims[MAX_NDIM];
-    if (r && (ndim < 1 || ndim > MAX_NDIM || !shape))
-        return akt_error_set(e, AKT_EINVAL, where_of(w, sizeof w, r, id, group),
-                             "tensor '%s': ndim %d, expected 1..%d", name ? name : "(null)", ndim,
-                             MAX_NDIM);
-    for (int k = 0; r && k < ndim; k++) {
-        if (shape[k] < 0) /* 0 is an empty tensor */
-            return akt_error_set(e, AKT_EINVAL, where_of(w, sizeof w, r, id, group),
-                                 "tensor '%s': shape[%d] = %d", name ? name : "(null)", k,
-                                 shape[k]);
-        dims[k] = (hsize_t)shape[k];
-    }
-    return write_array(r, id, group, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, data, ndim, dims, e);
+    return akt_results_write(r, id, group, name, AKT_F32, data, ndim, shape, e);
 }
 
 int akt_results_write_ints(struct akt_results *r, const char *id, const char *group,
@@ -1282,8 +1248,7 @@ int akt_results_write_ints(struct akt_results *r, const char *id, const char *gr
     if (r && n < 1)
         return akt_error_set(e, AKT_EINVAL, where_of(w, sizeof w, r, id, group),
                              "'%s': %d integers", name ? name : "(null)", n);
-    hsize_t dims[1] = {(hsize_t)(n > 0 ? n : 0)};
-    return write_array(r, id, group, name, H5T_STD_I32LE, H5T_NATIVE_INT, data, 1, dims, e);
+    return akt_results_write(r, id, group, name, AKT_I32, data, 1, &n, e);
 }
 
 /* Reads /runs/<id>/<group>/<name> (n elements) converted to mtype. */
@@ -1353,13 +1318,13 @@ out:;
 int akt_results_read_tensor(struct akt_results *r, const char *id, const char *group,
                             const char *name, float *data, int64_t n, struct akt_error *e)
 {
-    return read_array(r, id, group, name, H5T_NATIVE_FLOAT, 0, data, n, e);
+    return akt_results_read(r, id, group, name, AKT_F32, data, n, e);
 }
 
 int akt_results_read_ints(struct akt_results *r, const char *id, const char *group,
                           const char *name, int *data, int n, struct akt_error *e)
 {
-    return read_array(r, id, group, name, H5T_NATIVE_INT, 1, data, n, e);
+    return akt_results_read(r, id, group, name, AKT_I32, data, n, e);
 }
 
 /* ---- analysis helpers (float64 arrays, attributes on sub-groups) -------- */
@@ -1371,14 +1336,13 @@ int akt_results_write_doubles(struct akt_results *r, const char *id, const char 
     if (r && n < 1)
         return akt_error_set(e, AKT_EINVAL, where_of(w, sizeof w, r, id, group),
                              "'%s': %d values", name ? name : "(null)", n);
-    hsize_t dims[1] = {(hsize_t)(n > 0 ? n : 0)};
-    return write_array(r, id, group, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, data, 1, dims, e);
+    return akt_results_write(r, id, group, name, AKT_F64, data, 1, &n, e);
 }
 
 int akt_results_read_doubles(struct akt_results *r, const char *id, const char *group,
                              const char *name, double *data, int64_t n, struct akt_error *e)
 {
-    return read_array(r, id, group, name, H5T_NATIVE_DOUBLE, 0, data, n, e);
+    return akt_results_read(r, id, group, name, AKT_F64, data, n, e);
 }
 
 /* Opens /runs/<id>/<group> (created when create is set) for its attributes;
@@ -1412,48 +1376,132 @@ static hid_t open_sub_group(struct akt_results *r, const char *id, const char *g
 int akt_results_set_group_attr(struct akt_results *r, const char *id, const char *group,
                                const char *name, double v, struct akt_error *e)
 {
-    char w[1400];
-    hid_t run = -1, g = open_sub_group(r, id, group, name, 1, &run, w, sizeof w, e);
-    int rc = g < 0 ? (e ? e->code : AKT_EINVAL) : 0;
-    if (!rc && write_attr_f64(g, name, v) < 0)
-        rc = akt_error_set(e, AKT_EIO, w, "writing attribute '%s' failed", name);
-    if ((akt__h5_close(g) | akt__h5_close(run)) < 0 && !rc)
-        rc = akt_error_set(e, AKT_EIO, w, "closing the group failed");
-    return rc;
+    return akt_results_attr_set(r, id, group ? group : "?", name, AKT_F64, &v, e);
 }
 
 int akt_results_set_group_attr_str(struct akt_results *r, const char *id, const char *group,
                                    const char *name, const char *value, struct akt_error *e)
 {
+    return akt_results_attr_set(r, id, group ? group : "?", name, AKT_STR, value ? value : "", e);
+}
+
+int akt_results_get_group_attr(struct akt_results *r, const char *id, const char *group,
+                               const char *name, double *v)
+{
+    return akt_results_attr_get(r, id, group ? group : "?", name, AKT_F64, v, 0);
+}
+
+int akt_results_get_group_attr_str(struct akt_results *r, const char *id, const char *group,
+                                   const char *name, char *buf, size_t n)
+{
+    return akt_results_attr_get(r, id, group ? group : "?", name, AKT_STR, buf, n);
+}
+
+/* ---- the typed API: one write/read, one attribute set/get ----------------- */
+
+static int type_ids(enum akt_type type, hid_t *ftype, hid_t *mtype)
+{
+    switch (type) {
+    case AKT_F32: *ftype = H5T_IEEE_F32LE, *mtype = H5T_NATIVE_FLOAT; return 0;
+    case AKT_F64: *ftype = H5T_IEEE_F64LE, *mtype = H5T_NATIVE_DOUBLE; return 0;
+    case AKT_I32: *ftype = H5T_STD_I32LE, *mtype = H5T_NATIVE_INT; return 0;
+    default: return -1;
+    }
+}
+
+int akt_results_write(struct akt_results *r, const char *id, const char *group, const char *name,
+                      enum akt_type type, const void *data, int ndim, const int *shape,
+                      struct akt_error *e)
+{
+    char w[700];
+    hsize_t dims[MAX_NDIM];
+    hid_t ftype = -1, mtype = -1;
+    if (r && type_ids(type, &ftype, &mtype))
+        return akt_error_set(e, AKT_EINVAL, where_of(w, sizeof w, r, id, group),
+                             "array '%s': type %d is not a number type", name ? name : "(null)",
+                             (int)type);
+    if (r && (ndim < 1 || ndim > MAX_NDIM || !shape))
+        return akt_error_set(e, AKT_EINVAL, where_of(w, sizeof w, r, id, group),
+                             "array '%s': ndim %d, expected 1..%d", name ? name : "(null)", ndim,
+                             MAX_NDIM);
+    for (int k = 0; r && k < ndim; k++) {
+        if (shape[k] < 0) /* 0 is an empty array */
+            return akt_error_set(e, AKT_EINVAL, where_of(w, sizeof w, r, id, group),
+                                 "array '%s': shape[%d] = %d", name ? name : "(null)", k,
+                                 shape[k]);
+        dims[k] = (hsize_t)shape[k];
+    }
+    return write_array(r, id, group, name, ftype, mtype, data, ndim, dims, e);
+}
+
+int akt_results_read(struct akt_results *r, const char *id, const char *group, const char *name,
+                     enum akt_type type, void *data, int64_t n, struct akt_error *e)
+{
+    char w[700];
+    hid_t ftype = -1, mtype = -1;
+    if (type_ids(type, &ftype, &mtype))
+        return akt_error_set(e, AKT_EINVAL, r ? where_of(w, sizeof w, r, id, group) : "results",
+                             "array '%s': type %d is not a number type", name ? name : "(null)",
+                             (int)type);
+    return read_array(r, id, group, name, mtype, type == AKT_I32, data, n, e);
+}
+
+/* The object that holds the attributes: the run group (group NULL or "")
+ * or /runs/<id>/<group> (created when create is set); close obj and *run. */
+static hid_t attr_holder(struct akt_results *r, const char *id, const char *group,
+                         const char *name, int create, hid_t *run, char *w, size_t wn,
+                         struct akt_error *e)
+{
+    if (group && *group)
+        return open_sub_group(r, id, group, name, create, run, w, wn, e);
+    *run = -1;
+    hid_t g = open_run(r, id, e);
+    if (g < 0)
+        return -1;
+    where_of(w, wn, r, id, NULL);
+    if (!name_ok(name, 1) || (create && is_reserved(name))) {
+        akt__h5_close(g);
+        akt_error_set(e, AKT_EINVAL, w,
+                      "attribute name '%s' is invalid or reserved (config, status, "
+                      "status_message, created)", name ? name : "(null)");
+        return -1;
+    }
+    return g;
+}
+
+int akt_results_attr_set(struct akt_results *r, const char *id, const char *group,
+                         const char *name, enum akt_type type, const void *value,
+                         struct akt_error *e)
+{
     char w[1400];
-    hid_t run = -1, g = open_sub_group(r, id, group, name, 1, &run, w, sizeof w, e);
-    int rc = g < 0 ? (e ? e->code : AKT_EINVAL) : 0;
-    if (!rc && write_attr_str(g, name, value ? value : "") < 0)
+    if (type != AKT_F64 && type != AKT_STR)
+        return akt_error_set(e, AKT_EINVAL, "results", "attribute '%s': type %d (a number is "
+                             "AKT_F64, a string AKT_STR)", name ? name : "(null)", (int)type);
+    hid_t run = -1, g = attr_holder(r, id, group, name, 1, &run, w, sizeof w, e);
+    int rc = g < 0 ? (e && e->code ? e->code : AKT_EINVAL) : 0;
+    if (!rc && !value)
+        rc = akt_error_set(e, AKT_EINVAL, w, "attribute '%s': no value", name);
+    if (!rc && (type == AKT_F64 ? write_attr_f64(g, name, *(const double *)value)
+                                : write_attr_str(g, name, value)) < 0)
         rc = akt_error_set(e, AKT_EIO, w, "writing attribute '%s' failed", name);
     if ((akt__h5_close(g) | akt__h5_close(run)) < 0 && !rc)
         rc = akt_error_set(e, AKT_EIO, w, "closing the group failed");
     return rc;
 }
 
-int akt_results_get_group_attr(struct akt_results *r, const char *id, const char *group,
-                               const char *name, double *v)
+int akt_results_attr_get(struct akt_results *r, const char *id, const char *group,
+                         const char *name, enum akt_type type, void *value, size_t n)
 {
     char w[1400];
-    hid_t run = -1, g = open_sub_group(r, id, group, name, 0, &run, w, sizeof w, NULL);
-    int rc = g >= 0 && akt__h5_attr_f64(g, name, v) == 0 ? 0 : AKT_EFORMAT;
-    if ((akt__h5_close(g) | akt__h5_close(run)) < 0)
+    if (type == AKT_STR && value && n)
+        *(char *)value = 0;
+    if ((type != AKT_F64 && type != AKT_STR) || !value)
+        return AKT_EINVAL;
+    hid_t run = -1, g = attr_holder(r, id, group, name, 0, &run, w, sizeof w, NULL);
+    int rc = g < 0 ? AKT_EINVAL : 0;
+    if (!rc && (type == AKT_F64 ? akt__h5_attr_f64(g, name, value)
+                                : read_attr_str(g, name, value, n)) != 0)
         rc = AKT_EFORMAT;
-    return rc;
-}
-
-int akt_results_get_group_attr_str(struct akt_results *r, const char *id, const char *group,
-                                   const char *name, char *buf, size_t n)
-{
-    char w[1400];
-    if (buf && n)
-        buf[0] = 0;
-    hid_t run = -1, g = open_sub_group(r, id, group, name, 0, &run, w, sizeof w, NULL);
-    int rc = g >= 0 && read_attr_str(g, name, buf, n) == 0 ? 0 : AKT_EFORMAT;
     if ((akt__h5_close(g) | akt__h5_close(run)) < 0)
         rc = AKT_EFORMAT;
     return rc;

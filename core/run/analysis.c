@@ -189,18 +189,18 @@ static int write_hessian(struct akt_results *out, const char *id,
     names[0] = 0;
     for (int i = 0; i < res->n_layers; i++)
         len += snprintf(names + len, cap - len, "%s%s", i ? "\n" : "", res->layer[i]);
-    int rc = akt_results_write_doubles(out, id, HESS_GROUP, "trace_total", &res->trace_total, 1,
-                                       e);
+    int rc = akt_results_write(out, id, HESS_GROUP, "trace_total", AKT_F64, &res->trace_total, 1,
+                               (int[]){1}, e);
     if (!rc)
-        rc = akt_results_write_doubles(out, id, HESS_GROUP, "trace_layer", res->trace_layer,
-                                       res->n_layers, e);
+        rc = akt_results_write(out, id, HESS_GROUP, "trace_layer", AKT_F64, res->trace_layer, 1,
+                               (int[]){res->n_layers}, e);
     if (!rc)
-        rc = akt_results_set_group_attr_str(out, id, HESS_GROUP, "layers", names, e);
+        rc = akt_results_attr_set(out, id, HESS_GROUP, "layers", AKT_STR, names, e);
     struct { const char *name; double v; } a[] = {
         {"probes", res->probes}, {"eps", res->eps}, {"batch", res->batch},
         {"seed", (double)res->seed}, {"checkpoint_epoch", res->checkpoint_epoch}};
     for (size_t i = 0; i < sizeof a / sizeof a[0] && !rc; i++)
-        rc = akt_results_set_group_attr(out, id, HESS_GROUP, a[i].name, a[i].v, e);
+        rc = akt_results_attr_set(out, id, HESS_GROUP, a[i].name, AKT_F64, &a[i].v, e);
     free(names);
     return rc;
 }

@@ -134,19 +134,17 @@ int akt__checkpoint_save(struct akt_results *h, const char *id, struct akt_run *
     if (!rc)
         rc = akt_results_delete_attr(h, id, "checkpoint_slot", e);
     for (int i = 0; i < n && !rc; i++) {
-        rc = it[i].ints ? akt_results_write_ints(h, id, CKPT, it[i].name, it[i].data,
-                                                 (int)it[i].n, e)
-                        : akt_results_write_tensor(h, id, CKPT, it[i].name, it[i].data,
-                                                   it[i].ndim, it[i].shape, e);
+        rc = akt_results_write(h, id, CKPT, it[i].name, it[i].ints ? AKT_I32 : AKT_F32, it[i].data,
+                               it[i].ndim, it[i].shape, e);
         char name[64], hex[24];
         snprintf(name, sizeof name, "fnv1a64_%s", it[i].name);
         snprintf(hex, sizeof hex, "%016llx",
                  (unsigned long long)fnv1a64(it[i].data, item_bytes(&it[i])));
         if (!rc)
-            rc = akt_results_set_group_attr_str(h, id, CKPT, name, hex, e);
+            rc = akt_results_attr_set(h, id, CKPT, name, AKT_STR, hex, e);
     }
     if (!rc)
-        rc = akt_results_set_group_attr(h, id, CKPT, "epoch", epochs_done, e);
+        rc = akt_results_attr_set(h, id, CKPT, "epoch", AKT_F64, (double[]){epochs_done}, e);
     if (!rc)
         rc = akt_results_set_attr(h, id, "checkpoint_epoch", epochs_done, e);
     free(ranges);
@@ -207,7 +205,7 @@ int akt__checkpoint_load(struct akt_results *f, const char *file, const char *id
     /* schema 2: one group with checksums; schema 1: checkpoint/slot<k> */
     char grp[32] = CKPT, w[1400];
     double gepoch = -1, slot = -1;
-    int flat = akt_results_get_group_attr(f, id, CKPT, "epoch", &gepoch) == 0;
+    int flat = akt_results_attr_get(f, id, CKPT, "epoch", AKT_F64, &gepoch, 0) == 0;
     if (flat && gepoch != ck) {
         snprintf(w, sizeof w, "%s:/runs/%s/" CKPT "@epoch", file, id);
         return akt_error_set(e, AKT_EFORMAT, w, "is %g but the run's checkpoint_epoch is %d",
@@ -230,8 +228,8 @@ int akt__checkpoint_load(struct akt_results *f, const char *file, const char *id
     int n = items_of(r, ranges, updates, rng, it);
     for (int i = 0; i < n && !rc; i++) {
         snprintf(w, sizeof w, "%s:/runs/%s/%s/%s", file, id, grp, it[i].name);
-        rc = it[i].ints ? akt_results_read_ints(f, id, grp, it[i].name, it[i].data, (int)it[i].n, e)
-                        : akt_results_read_tensor(f, id, grp, it[i].name, it[i].data, it[i].n, e);
+        rc = akt_results_read(f, id, grp, it[i].name, it[i].ints ? AKT_I32 : AKT_F32, it[i].data,
+                              it[i].n, e);
         if (rc)
             break;
         if (flat) {
@@ -239,7 +237,7 @@ int akt__checkpoint_load(struct akt_results *f, const char *file, const char *id
             snprintf(name, sizeof name, "fnv1a64_%s", it[i].name);
             snprintf(got, sizeof got, "%016llx",
                      (unsigned long long)fnv1a64(it[i].data, item_bytes(&it[i])));
-            if (akt_results_get_group_attr_str(f, id, CKPT, name, want, sizeof want) != 0)
+            if (akt_results_attr_get(f, id, CKPT, name, AKT_STR, want, sizeof want) != 0)
                 rc = akt_error_set(e, AKT_EFORMAT, w, "has no checksum (attribute %s of "
                                    "the checkpoint group)", name);
             else if (strcmp(want, got))
@@ -370,8 +368,8 @@ static int publish(struct akt_run_store *s, const char *id, struct akt_error *e)
     return rc ? rc : akt_results_remove(s->file, e);
 }
 
-int akt__store_open(struct akt_run_store *s, struct akt_run *r, struct akt_run_result *res, int *start,
-                    int *done, struct akt_error *e)
+int akt__store_open(struct akt_run_store *s, struct akt_run *r, struct akt_run_result *res,
+                    int *start, int *done, struct akt_error *e)
 {
     const struct akt_run_config *c = r->c;
     memset(s, 0, sizeof *s);

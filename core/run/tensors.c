@@ -44,15 +44,15 @@ static int write_quantized_weights(struct akt_results *out, const char *id, stru
         }
         char grp[96];
         snprintf(grp, sizeof grp, "tensors/quant/%s", p->name);
-        rc = akt_results_write_ints(out, id, grp, "q", q, (int)p->n, e);
+        rc = akt_results_write(out, id, grp, "q", AKT_I32, q, 1, (int[]){(int)p->n}, e);
         if (!rc)
-            rc = akt_results_write_tensor(out, id, grp, "scale", scale, 1, &rows, e);
+            rc = akt_results_write(out, id, grp, "scale", AKT_F32, scale, 1, &rows, e);
         if (!rc)
-            rc = akt_results_write_tensor(out, id, grp, "zero_point", zp, 1, &rows, e);
+            rc = akt_results_write(out, id, grp, "zero_point", AKT_F32, zp, 1, &rows, e);
         if (!rc)
-            rc = akt_results_write_ints(out, id, grp, "shape", p->shape, p->ndim, e);
+            rc = akt_results_write(out, id, grp, "shape", AKT_I32, p->shape, 1, &p->ndim, e);
         if (!rc)
-            rc = akt_results_write_ints(out, id, grp, "bits", &bits, 1, e);
+            rc = akt_results_write(out, id, grp, "bits", AKT_I32, &bits, 1, (int[]){1}, e);
         free(q);
         free(scale);
         free(zp);
@@ -73,21 +73,21 @@ static int write_student(struct akt_results *out, const char *id, const struct a
     int rc = 0;
     for (int i = 0; i < n->n_params && !rc; i++) {
         const struct akt_param *p = &n->params[i];
-        rc = akt_results_write_tensor(out, id, grp, p->name, n->values + p->offset, p->ndim,
-                                      p->shape, e);
+        rc = akt_results_write(out, id, grp, p->name, AKT_F32, n->values + p->offset, p->ndim,
+                               p->shape, e);
     }
     if (!rc)
-        rc = akt_results_write_tensor(out, id, grp, "input_mean", n->mean, 1, (int[]){3}, e);
+        rc = akt_results_write(out, id, grp, "input_mean", AKT_F32, n->mean, 1, (int[]){3}, e);
     if (!rc)
-        rc = akt_results_write_tensor(out, id, grp, "input_std", n->std, 1, (int[]){3}, e);
+        rc = akt_results_write(out, id, grp, "input_std", AKT_F32, n->std, 1, (int[]){3}, e);
     struct { const char *name; double v; } a[] = {
         {"depth", n->depth}, {"num_classes", n->num_classes}, {"bn_eps", n->bn_eps},
         {"wbits", st->wbits}, {"abits", st->abits}, {"first_last_8bit", st->first_last_8bit}};
     for (size_t i = 0; i < sizeof a / sizeof a[0] && !rc; i++)
-        rc = akt_results_set_group_attr(out, id, grp, a[i].name, a[i].v, e);
+        rc = akt_results_attr_set(out, id, grp, a[i].name, AKT_F64, &a[i].v, e);
     if (!rc)
-        rc = akt_results_set_group_attr_str(out, id, grp, "shortcut",
-                                            n->shortcut == AKT_SHORTCUT_PAD ? "pad" : "conv1x1", e);
+        rc = akt_results_attr_set(out, id, grp, "shortcut", AKT_STR,
+                                  n->shortcut == AKT_SHORTCUT_PAD ? "pad" : "conv1x1", e);
     return rc;
 }
 
@@ -106,7 +106,7 @@ int akt__write_final_tensors(struct akt_results *out, const char *id, struct akt
         ranges[2 * i] = r->student.act[i].lo;
         ranges[2 * i + 1] = r->student.act[i].hi;
     }
-    rc = akt_results_write_tensor(out, id, "tensors", "act_range", ranges, 2, (int[]){na, 2}, e);
+    rc = akt_results_write(out, id, "tensors", "act_range", AKT_F32, ranges, 2, (int[]){na, 2}, e);
     free(ranges);
     if (rc)
         return rc;
@@ -120,9 +120,10 @@ int akt__write_final_tensors(struct akt_results *out, const char *id, struct akt
     struct akt_gen_batch gb;
     if ((rc = akt__sample(r, t, &gb, e)))
         goto out;
-    if ((rc = akt_results_write_tensor(out, id, "tensors", "images", gb.x->data, 4,
-                                       gb.x->shape, e)) ||
-        (rc = akt_results_write_ints(out, id, "tensors", "labels", gb.labels, FINAL_IMAGES, e)))
+    if ((rc = akt_results_write(out, id, "tensors", "images", AKT_F32, gb.x->data, 4,
+                                gb.x->shape, e)) ||
+        (rc = akt_results_write(out, id, "tensors", "labels", AKT_I32, gb.labels, 1,
+                                (int[]){FINAL_IMAGES}, e)))
         goto out;
     int tracking = r->student.tracking;
     r->student.tracking = 0;
@@ -144,8 +145,8 @@ int akt__write_final_tensors(struct akt_results *out, const char *id, struct akt
             {"student_spatial", ssp}, {"student_channel", sch}};
         for (int k = 0; k < 4 && !rc; k++) {
             snprintf(name, sizeof name, "%s_F%d", maps[k].who, i + 1);
-            rc = akt_results_write_tensor(out, id, "tensors/attention", name, maps[k].m->data,
-                                          maps[k].m->ndim, maps[k].m->shape, e);
+            rc = akt_results_write(out, id, "tensors/attention", name, AKT_F32, maps[k].m->data,
+                                   maps[k].m->ndim, maps[k].m->shape, e);
         }
     }
 out:

@@ -97,6 +97,39 @@ int akt_results_truncate(struct akt_results *r, const char *id, int64_t rows, st
  * metrics that skip epochs (plugin metrics) are cut at the same epoch. */
 int akt_results_truncate_steps(struct akt_results *r, const char *id, int64_t step,
                                struct akt_error *e);
+/* ---- the typed API: one write/read of arrays, one set/get of attributes.
+ * Arrays live at /runs/<id>/<group>/<name> (group a '/'-separated path,
+ * created as needed); attributes on /runs/<id> (group NULL or "") or on
+ * /runs/<id>/<group>. The per-type functions further down are shorthands of
+ * these (kept for callers written before them). */
+enum akt_type {
+    AKT_F32 = 1, /* float, stored float32 */
+    AKT_F64,     /* double, stored float64 */
+    AKT_I32,     /* int, stored int32 */
+    AKT_STR      /* attributes only: a string */
+};
+/* Writes an array of type (AKT_F32, AKT_F64, AKT_I32) of ndim (1..8) dims
+ * shape (0 is an empty dim): replaced if present, rewritten in place when
+ * shape and type match. */
+int akt_results_write(struct akt_results *r, const char *id, const char *group, const char *name,
+                      enum akt_type type, const void *data, int ndim, const int *shape,
+                      struct akt_error *e);
+/* Reads such an array of n elements, converted to type (AKT_I32 only from
+ * an integer dataset); a different count is AKT_ESHAPE. */
+int akt_results_read(struct akt_results *r, const char *id, const char *group, const char *name,
+                     enum akt_type type, void *data, int64_t n, struct akt_error *e);
+/* An attribute: value is a const double * (AKT_F64) or a string (AKT_STR).
+ * On /runs/<id> itself config, status, status_message and created are
+ * reserved. */
+int akt_results_attr_set(struct akt_results *r, const char *id, const char *group,
+                         const char *name, enum akt_type type, const void *value,
+                         struct akt_error *e);
+/* Reads one into value (a double *, or a char buffer of n bytes for
+ * AKT_STR): 0, or < 0 when the run, group or attribute is absent or of
+ * another kind. */
+int akt_results_attr_get(struct akt_results *r, const char *id, const char *group,
+                         const char *name, enum akt_type type, void *value, size_t n);
+
 /* /runs/<id>/<group>/<name>: a float32 tensor (replaced if present). */
 int akt_results_write_tensor(struct akt_results *r, const char *id, const char *group,
                              const char *name, const float *data, int ndim, const int *shape,
