@@ -99,7 +99,11 @@ const char *akt_param_format_num(double x, int float32, char *buf, size_t n)
     size_t o = 0;
     if (neg)
         out[o++] = '-';
-    if (x10 < -3 || x10 >= 16) {
+    /* plain from 1e-3 to below 1e6 (0.001, 1000) and beyond when not
+     * longer than with an exponent (123456792); else 1e-4, 2.5e7 */
+    int plain_len = x10 + 1 >= nd ? x10 + 1 : nd + 1;
+    int exp_len = (nd > 1 ? nd + 1 : 1) + 1 + snprintf(NULL, 0, "%d", x10);
+    if (x10 < -3 || (x10 >= 6 && plain_len > exp_len)) {
         out[o++] = digits[0];
         if (nd > 1) {
             out[o++] = '.';

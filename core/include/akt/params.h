@@ -46,8 +46,10 @@ const char *akt_param_describe(const struct akt_param_def *d, int max_items, cha
                                size_t n);
 /* The shortest decimal that reads back as x: as the same float when
  * float32 is non-zero (a float setting), else as the same double. Written
- * with an exponent below 1e-3 and from 1e16 ("1e-4", "2.5e-5", "1e16"),
- * plainly in between ("0.001", "0.9", "1000"); "inf"/"nan" as such. */
+ * with an exponent below 1e-3 ("1e-4", "2.5e-5"), plainly up to 1e6
+ * ("0.001", "0.9", "1000") and beyond when that is not longer ("123456792",
+ * but "1e8"); "inf"/"nan" as such. Never longer than "%.9g" / "%.17g"
+ * would be, by more than one character. */
 const char *akt_param_format_num(double x, int float32, char *buf, size_t n);
 
 /* CHOICE lists, "sum|batchmean|mean": the number of names, the index of
