@@ -58,7 +58,7 @@ check_error "train: unknown generator" 2 "unknown generator plugin 'nosuch'" -- 
     train --teacher "$TEACHER" --data "$DATA" --generator nosuch --loss akt
 check_error "train: unknown loss" 2 "unknown loss plugin 'nosuch'" -- \
     train --teacher "$TEACHER" --data "$DATA" --generator gdfq --loss nosuch
-check_error "train: bits out of range" 2 "wbits" "2..8" -- \
+check_error "train: bits out of range" 2 "wbits" "9" "[2, 8]" -- \
     train --teacher "$TEACHER" --data "$DATA" --generator gdfq --loss akt --wbits 9
 check_error "train: unknown plugin parameter" 2 "loss.nosuch" "valid:" -- \
     train --teacher "$TEACHER" --data "$DATA" --generator gdfq --loss akt --set loss.nosuch=1

@@ -7,7 +7,7 @@
 #   2 ops       core/ops (their internal headers)
 #   3 nn, data  core/nn, core/data, akt/{nn,student,distill,optim,eval,data,akt}.h
 #   4 io        core/io, akt/results.h
-#   5 plugin    core/plugin, plugins/, akt/{plugin,registry}.h
+#   5 plugin    core/plugin, plugins/, akt/{plugin,registry,params}.h
 #   6 run       core/run, akt/{run,export}.h
 #   7 config    core/config, akt/experiment.h
 #   8 cli       core/cli
@@ -30,7 +30,7 @@ layer_of() {
         core/include/akt/optim.h | core/include/akt/eval.h | core/include/akt/data.h | \
         core/include/akt/akt.h) echo 3 ;;
     core/include/akt/results.h) echo 4 ;;
-    core/include/akt/plugin.h | core/include/akt/registry.h) echo 5 ;;
+    core/include/akt/plugin.h | core/include/akt/registry.h | core/include/akt/params.h) echo 5 ;;
     core/include/akt/run.h | core/include/akt/export.h) echo 6 ;;
     core/include/akt/experiment.h) echo 7 ;;
     core/base/*) echo 0 ;;

@@ -419,12 +419,12 @@ static void test_template_params(void **state)
             "--set loss.wieght: unknown parameter 'wieght' of loss 'template_mse' "
             "(valid: weight, reduction, probs, warmup)");
     /* wrong type */
-    set_bad(p, &v, "weight", "heavy", "--set loss.weight: expects a number, got 'heavy'");
-    set_bad(p, &v, "weight", "1.5x", "expects a number, got '1.5x'");
-    set_bad(p, &v, "weight", "", "expects a number, got ''");
+    set_bad(p, &v, "weight", "heavy", "--set loss.weight: expects a number in [0, 1000], got 'heavy'");
+    set_bad(p, &v, "weight", "1.5x", "expects a number in [0, 1000], got '1.5x'");
+    set_bad(p, &v, "weight", "", "expects a number in [0, 1000], got ''");
     set_bad(p, &v, "weight", " 1", "expects a number");
     set_bad(p, &v, "weight", "nan", "nan is not a finite number");
-    set_bad(p, &v, "warmup", "1.5", "--set loss.warmup: expects an integer, got '1.5'");
+    set_bad(p, &v, "warmup", "1.5", "--set loss.warmup: expects an integer in [0, 10000], got '1.5'");
     set_bad(p, &v, "warmup", "1e3", "expects an integer");
     set_bad(p, &v, "probs", "maybe", "--set loss.probs: expects true or false, got 'maybe'");
     set_bad(p, &v, "probs", "2", "expects true or false");

@@ -255,7 +255,7 @@ EOF
     if [ "${#why[@]}" -eq 0 ]; then
         last_cmd="pandas.read_csv / read_json, compared with h5py"
         "$PY" - "$tmp/edited.h5" "$tmp/p.csv" "$tmp/p.json" "$tmp/p_long.csv" >"$tmp/py" 2>"$tmp/err" <<'EOF'
-import math, numbers, sys
+import math, numbers, re, sys
 import h5py, pandas as pd, yaml
 
 h5, csv, js, long_csv = sys.argv[1:5]
@@ -290,6 +290,11 @@ with h5py.File(h5, "r") as f:
         for rid, run in runs.items():
             row = df[df["id"] == rid].iloc[0]
             cfg = yaml.safe_load(run.attrs["config"])
+            # PyYAML reads YAML 1.1, where 1e-4 (no dot) is a string; YAML
+            # 1.2 and pandas read it as the number it is
+            for k, v in cfg.items():
+                if isinstance(v, str) and re.fullmatch(r"[-+]?[0-9.]+[eE][-+]?[0-9]+", v):
+                    cfg[k] = float(v)
             keys += [k for k in cfg if k not in keys and k != "id"]
             for k, v in cfg.items():
                 if k == "id":

@@ -25,13 +25,10 @@ static const char *PLUGINS_USAGE =
 
 #define MAX_DIRS 64
 
-/* Shortest text that reads back as the same number ("1e+08", "0.1"). */
+/* Shortest text that reads back as the same number ("1e8", "0.1"). */
 static const char *num(double x, char *buf, size_t n)
 {
-    snprintf(buf, n, "%g", x);
-    if (strtod(buf, NULL) != x)
-        snprintf(buf, n, "%.17g", x);
-    return buf;
+    return akt_param_format_num(x, 0, buf, n);
 }
 
 /* Range or choices column of a parameter. */
@@ -57,6 +54,7 @@ static const char *type_word(enum akt_ptype t)
     case AKT_PT_BOOL: return "bool";
     case AKT_PT_CHOICE: return "choice";
     case AKT_PT_STRING: return "string";
+    case AKT_PT_LIST: return "list"; /* run settings only */
     }
     return "?";
 }
@@ -78,9 +76,7 @@ static void print_plugin(const struct akt_registry_entry *en)
     if (gen) {
         /* lr is a float: print the float, not its double expansion */
         char lr[32];
-        snprintf(lr, sizeof lr, "%g", (double)p->ops.gen.lr);
-        if ((float)strtod(lr, NULL) != p->ops.gen.lr)
-            snprintf(lr, sizeof lr, "%.9g", (double)p->ops.gen.lr);
+        akt_param_format_num(p->ops.gen.lr, 1, lr, sizeof lr);
         printf("    learning rate %s, logit loss %s%s%s\n", lr,
                akt_logit_loss_name(p->ops.gen.logit_loss),
                p->ops.gen.needs_student ? ", runs the student" : "",

@@ -34,6 +34,9 @@ static const char *RUN_USAGE =
     "                    $SLURM_ARRAY_TASK_COUNT). Default --out NAME.shardIofN.h5;\n"
     "                    join the shards with 'akt merge'\n"
     "  --threads N       worker threads for every run (overrides the file)\n"
+    "  --set KEY=VALUE   a run setting or plugin parameter for every run, after the\n"
+    "                    file's (keys: 'akt train --help'); repeatable, validated\n"
+    "                    as the file is, recorded in each run's stored config\n"
     "  --plugin-dir DIR  load plugins from DIR (repeatable; default $AKT_PLUGIN_PATH\n"
     "                    or the built-in folders)\n"
     "  --quiet           no progress output\n"
@@ -77,6 +80,7 @@ static void print_run(int i, const struct akt_run_config *c)
 }
 
 #define MAX_DIRS 8
+#define MAX_SETS 64
 
 /* An outcome's status, as an index into STATUS (MPI reduces it with MAX). */
 enum { ST_NOT_RUN, ST_DONE, ST_SKIPPED, ST_FAILED, ST_INTERRUPTED, ST_COUNT };
@@ -160,9 +164,13 @@ static int run_main(int argc, char **argv)
         {"out", required_argument, 0, 'o'},     {"dry-run", no_argument, 0, 'n'},
         {"threads", required_argument, 0, 'j'}, {"plugin-dir", required_argument, 0, 'P'},
         {"quiet", no_argument, 0, 'q'},         {"help", no_argument, 0, 'h'},
-        {"shard", required_argument, 0, 's'},   {0, 0, 0, 0}};
+        {"shard", required_argument, 0, 's'},   {"set", required_argument, 0, 'S'},
+        {0, 0, 0, 0}};
     const char *out = NULL, *dirs[MAX_DIRS];
     int n_dirs = 0, dry = 0, quiet = 0, threads = 0, shard_i = 0, shard_n = 1, sharded = 0;
+    struct akt_experiment_setting sets[MAX_SETS];
+    char kv[MAX_SETS][160];
+    int n_sets = 0;
     optind = 1;
     opterr = 0;
     int ch;
@@ -188,6 +196,21 @@ static int run_main(int argc, char **argv)
                 return 2;
             sharded = 1;
             break;
+        case 'S': {
+            if (n_sets == MAX_SETS)
+                return akt_cli_usage_error("run", "more than %d --set", MAX_SETS);
+            /* the key is copied, the value stays in argv */
+            const char *eq = strchr(optarg, '=');
+            if (!eq || eq == optarg)
+                return akt_cli_usage_error("run", "--set expects KEY=VALUE, got '%s'", optarg);
+            if ((size_t)(eq - optarg) >= sizeof kv[0])
+                return akt_cli_usage_error("run", "--set key longer than %zu characters",
+                                           sizeof kv[0] - 1);
+            snprintf(kv[n_sets], sizeof kv[n_sets], "%.*s", (int)(eq - optarg), optarg);
+            sets[n_sets] = (struct akt_experiment_setting){kv[n_sets], eq + 1, "--set"};
+            n_sets++;
+            break;
+        }
         case 'h':
             if (g_rank == 0)
                 fputs(RUN_USAGE, stdout);
@@ -216,7 +239,7 @@ static int run_main(int argc, char **argv)
     struct akt_error e = {0};
     int rc = 0;
     struct akt_experiment x;
-    if ((rc = akt_experiment_load(&x, path, &reg, getenv("AKT_DATA"), &e))) {
+    if ((rc = akt_experiment_load_set(&x, path, &reg, getenv("AKT_DATA"), sets, n_sets, &e))) {
         akt_registry_free(&reg);
         akt_cli_fail(&e);
         return rc == AKT_EIO ? 1 : 2; /* a bad file is a usage error, as in train */

@@ -26,15 +26,16 @@ static const char *TRAIN_USAGE =
     "  --epochs E --iters I --batch B   schedule (default 400 / 200 / 200)\n"
     "  --seed S          RNG seed (default 0)\n"
     "  --threads N       worker threads (default 2)\n"
-    "  --set KEY=VALUE   a plugin parameter (generator.KEY, loss.KEY) or a run\n"
-    "                    setting: warmup_epochs, tracker_epochs, lr_student,\n"
-    "                    lr_generator, momentum, weight_decay, milestones (e.g.\n"
-    "                    100,200,300 or 'none'), gamma, first_last_8bit,\n"
-    "                    range_ema (as_coded|plain), eval_batch, id\n"
+    "  --set KEY=VALUE   a run setting or a plugin parameter (generator.KEY,\n"
+    "                    loss.KEY), listed below; repeatable, applied in order\n"
     "  --out FILE.h5     results file (schema: results/README.md)\n"
     "  --plugin-dir DIR  load plugins from DIR (repeatable; default $AKT_PLUGIN_PATH\n"
     "                    or the built-in folders)\n"
-    "  --quiet           no progress output\n";
+    "  --quiet           no progress output\n"
+    "  --help-settings   the run settings as README.md's Markdown table\n"
+    "\n"
+    "Run settings (--set KEY=VALUE; the same keys in YAML experiments and in the\n"
+    "stored config):\n";
 
 static volatile sig_atomic_t g_stop;
 static void on_signal(int sig)
@@ -97,7 +98,8 @@ int akt_cmd_train(int argc, char **argv)
         {"threads", required_argument, 0, 'j'},  {"set", required_argument, 0, 's'},
         {"out", required_argument, 0, 'o'},      {"plugin-dir", required_argument, 0, 'P'},
         {"format", required_argument, 0, 'f'},   {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
+        {"help", no_argument, 0, 'h'},           {"help-settings", no_argument, 0, 'H'},
+        {0, 0, 0, 0}};
     static const char *keys[128] = {
         ['t'] = "teacher", ['d'] = "data", ['g'] = "generator", ['l'] = "loss",
         ['W'] = "wbits",   ['A'] = "abits", ['E'] = "epochs",   ['I'] = "iters",
@@ -148,7 +150,15 @@ int akt_cmd_train(int argc, char **argv)
             dirs[n_dirs++] = optarg;
             break;
         case 'q': quiet = 1; break;
-        case 'h': fputs(TRAIN_USAGE, stdout); return 0;
+        case 'h':
+        case 'H': {
+            char *t = akt_run_settings_help(ch == 'H');
+            if (ch == 'h')
+                fputs(TRAIN_USAGE, stdout);
+            fputs(t, stdout);
+            free(t);
+            return 0;
+        }
         case ':': return akt_cli_usage_error("train", "option '%s' needs a value", argv[optind - 1]);
         default: return akt_cli_usage_error("train", "unknown option '%s'", argv[optind - 1]);
         }

@@ -6,8 +6,9 @@
  *      as text with its "FILE:LINE:COL";
  *   2. expand: the cross product of the matrix axes (last axis fastest),
  *      minus the exclude entries, then the include entries;
- *   3. validate: every cell's settings go through akt_run_config_set (names
- *      first, then the rest in file order) and akt_run_config_check.
+ *   3. validate: every cell's settings, then akt run's --set ones, go
+ *      through akt_run_config_set (names first, then the rest in order)
+ *      and akt_run_config_check.
  * Nothing is run here; a caller gets either every run or one error. */
 #include "akt/experiment.h"
 
@@ -58,6 +59,8 @@ struct parse {
     const char *matrix_where;
     int n_excl, n_incl;
     struct xmap *excl, *incl;
+    int n_sets; /* akt run --set: after the file's settings, in every cell */
+    const struct akt_experiment_setting *sets;
 };
 
 static const char *NAME_KEYS[] = {"generator", "loss"};
@@ -651,7 +654,7 @@ static int validate_cell(struct parse *p, const struct cell *c, const struct akt
     int nc = c->inc ? c->inc->n : p->n_axes;
     const struct xval **own = akt_arena_alloc(p->arena, (size_t)(nc + 1) * sizeof *own);
     cell_settings(p, c, own);
-    int total = p->defaults.n + nc;
+    int total = p->defaults.n + nc + p->n_sets;
     struct akt_experiment_setting *set = akt_arena_alloc(p->arena, (size_t)(total + 1) * sizeof *set);
     int n = 0;
     /* names first (defaults, then the cell's), then every other setting */
@@ -666,6 +669,9 @@ static int validate_cell(struct parse *p, const struct cell *c, const struct akt
             if (is_name_key(v->key) == !pass && strcmp(v->key, "id"))
                 set[n++] = (struct akt_experiment_setting){v->key, v->value, v->where};
         }
+        for (int i = 0; i < p->n_sets; i++)
+            if (is_name_key(p->sets[i].key) == !pass)
+                set[n++] = p->sets[i];
     }
     struct akt_run_config *cfg = &run->config;
     akt_run_config_defaults(cfg);
@@ -732,6 +738,33 @@ static int expand(struct parse *p, const struct akt_registry *reg, struct akt_ex
 }
 
 /* -------------------------------------------------------------- load --- */
+/* akt run --set: copied into the arena; id and out are not the cells' to
+ * share, teacher/data must be readable (relative to the current folder). */
+static int take_sets(struct parse *p, const struct akt_experiment_setting *sets, int n)
+{
+    struct akt_experiment_setting *s = akt_arena_alloc(p->arena, (size_t)(n + 1) * sizeof *s);
+    for (int i = 0; i < n; i++) {
+        const char *where = sets[i].where && *sets[i].where ? sets[i].where : "--set";
+        char w[600];
+        snprintf(w, sizeof w, "%.300s %.200s", where, sets[i].key);
+        if (!strcmp(sets[i].key, "id"))
+            return akt_error_set(p->e, AKT_EINVAL, w, "run ids come from the matrix (an include "
+                                                      "entry of the file may set one)");
+        if (!strcmp(sets[i].key, "out"))
+            return akt_error_set(p->e, AKT_EINVAL, w, "the results file is chosen by --out");
+        if (is_path_key(sets[i].key) && access(sets[i].value, R_OK))
+            return akt_error_set(p->e, AKT_EINVAL, w, "cannot read '%s': %s", sets[i].value,
+                                 strerror(errno));
+        s[i] = (struct akt_experiment_setting){
+            ar_strndup(p->arena, sets[i].key, strlen(sets[i].key)),
+            ar_strndup(p->arena, sets[i].value, strlen(sets[i].value)),
+            ar_strndup(p->arena, where, strlen(where))};
+    }
+    p->sets = s;
+    p->n_sets = n;
+    return 0;
+}
+
 static int yaml_error(const yaml_parser_t *ps, const char *path, struct akt_error *e)
 {
     char w[512];
@@ -812,6 +845,14 @@ int akt_experiment_load(struct akt_experiment *x, const char *path,
                         const struct akt_registry *reg, const char *data_root,
                         struct akt_error *e)
 {
+    return akt_experiment_load_set(x, path, reg, data_root, NULL, 0, e);
+}
+
+int akt_experiment_load_set(struct akt_experiment *x, const char *path,
+                            const struct akt_registry *reg, const char *data_root,
+                            const struct akt_experiment_setting *sets, int n_sets,
+                            struct akt_error *e)
+{
     memset(x, 0, sizeof *x);
     if (strlen(path) >= sizeof x->path)
         return akt_error_set(e, AKT_EINVAL, path, "path too long");
@@ -875,6 +916,8 @@ int akt_experiment_load(struct akt_experiment *x, const char *path,
                 rc = err_at(&p, mark_where(&p, r2), NULL,
                             "a second YAML document; an experiment file holds one");
             yaml_document_delete(&extra);
+            if (!rc)
+                rc = take_sets(&p, sets, n_sets);
             if (!rc)
                 rc = read_top(&p, x);
             if (!rc)

@@ -14,9 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 
+#include "akt/params.h"
 #include "akt/registry.h"
 
 #ifndef AKT_PLUGIN_DIRS
@@ -32,61 +32,10 @@ static const char *kind_name(enum akt_plugin_kind k)
     return k == AKT_PLUGIN_GENERATOR ? "generator" : k == AKT_PLUGIN_LOSS ? "loss" : "plugin";
 }
 
-/* Shortest text that reads back as the same double: "1e+08", "0.1". */
+/* Ranges and defaults in messages: the shortest text of the double. */
 static const char *fmt_num(double x, char *buf, size_t n)
 {
-    static const char *const fmts[] = {"%g", "%.15g", "%.17g"};
-    for (size_t i = 0; i < 3; i++) {
-        snprintf(buf, n, fmts[i], x);
-        if (strtod(buf, NULL) == x || isnan(x))
-            break;
-    }
-    return buf;
-}
-
-/* --------------------------------------------------------------- choices --
- * A CHOICE parameter lists its names as "sum|batchmean|mean". */
-static int choice_count(const char *choices)
-{
-    int n = 1;
-    for (const char *c = choices; *c; c++)
-        n += *c == '|';
-    return n;
-}
-
-/* Index of name in choices, or -1. */
-static int choice_find(const char *choices, const char *name)
-{
-    size_t len = strlen(name);
-    int i = 0;
-    for (const char *c = choices;; i++) {
-        const char *bar = strchr(c, '|');
-        size_t l = bar ? (size_t)(bar - c) : strlen(c);
-        if (l == len && !strncmp(c, name, len))
-            return i;
-        if (!bar)
-            return -1;
-        c = bar + 1;
-    }
-}
-
-/* Copies choice i into buf ("" when out of range). */
-static const char *choice_name(const char *choices, int i, char *buf, size_t n)
-{
-    const char *c = choices;
-    for (; i > 0 && c; i--) {
-        c = strchr(c, '|');
-        if (c)
-            c++;
-    }
-    if (!c || i < 0) {
-        snprintf(buf, n, "%s", "");
-        return buf;
-    }
-    const char *bar = strchr(c, '|');
-    int l = bar ? (int)(bar - c) : (int)strlen(c);
-    snprintf(buf, n, "%.*s", l, c);
-    return buf;
+    return akt_param_format_num(x, 0, buf, n);
 }
 
 /* A STRING value must fit AKT_PARAM_TEXT_MAX and be printable text (it is
@@ -179,11 +128,11 @@ static int check_params(const struct akt_plugin *p, char *why, size_t n)
             }
             /* Every name must be non-empty and distinct, or a value could
              * not be told from another. */
-            int m = choice_count(d->choices);
+            int m = akt_param_choice_count(d->choices);
             for (int k = 0; k < m; k++) {
                 char nk[64];
-                choice_name(d->choices, k, nk, sizeof nk);
-                if (!*nk || choice_find(d->choices, nk) != k) {
+                akt_param_choice_name(d->choices, k, nk, sizeof nk);
+                if (!*nk || akt_param_choice_find(d->choices, nk) != k) {
                     snprintf(why, n, "parameter '%.64s': choices '%.128s' has an empty or "
                              "repeated name", d->key, d->choices);
                     return -1;
@@ -211,6 +160,10 @@ static int check_params(const struct akt_plugin *p, char *why, size_t n)
             }
             break;
         }
+        case AKT_PT_LIST:
+            snprintf(why, n, "parameter '%.64s': type list is for akt's run settings only",
+                     d->key);
+            return -1;
         default:
             snprintf(why, n, "parameter '%.64s': unknown type %d", d->key, (int)d->type);
             return -1;
@@ -654,34 +607,6 @@ int akt_params_find(const struct akt_plugin *p, const char *key)
     return -1;
 }
 
-static const char *type_name(enum akt_ptype t)
-{
-    switch (t) {
-    case AKT_PT_FLOAT: return "a number";
-    case AKT_PT_INT: return "an integer";
-    case AKT_PT_BOOL: return "true or false";
-    case AKT_PT_CHOICE: return "a choice";
-    case AKT_PT_STRING: return "text";
-    }
-    return "?";
-}
-
-/* "a|b|c" as "a, b, c" for messages. */
-static const char *choices_list(const char *choices, char *buf, size_t n)
-{
-    size_t j = 0;
-    for (const char *c = choices; *c && j + 3 < n; c++) {
-        if (*c == '|') {
-            buf[j++] = ',';
-            buf[j++] = ' ';
-        } else {
-            buf[j++] = *c;
-        }
-    }
-    buf[j] = 0;
-    return buf;
-}
-
 int akt_params_set(const struct akt_plugin *p, struct akt_param_values *v, const char *key,
                    const char *value, const char *where, struct akt_error *e)
 {
@@ -706,69 +631,16 @@ int akt_params_set(const struct akt_plugin *p, struct akt_param_values *v, const
                              "%s)", key, kind_name(p->kind), p->name, keys);
     }
     const struct akt_param_def *d = &p->params[i];
-    char a[40], b[40];
-    double x = 0;
-    /* Leading blanks would slip through strtod; a value is the whole text. */
-    int blank = !*value || isspace((unsigned char)value[0]);
-    switch (d->type) {
-    case AKT_PT_FLOAT: {
-        char *end = NULL;
-        errno = 0;
-        x = blank ? 0 : strtod(value, &end);
-        if (blank || *end)
-            return akt_error_set(e, AKT_EINVAL, where, "expects %s, got '%s'",
-                                 type_name(d->type), value);
-        if (!isfinite(x))
-            return akt_error_set(e, AKT_EINVAL, where, "%s is not a finite number", value);
-        break;
-    }
-    case AKT_PT_INT: {
-        char *end = NULL;
-        errno = 0;
-        long long ll = blank ? 0 : strtoll(value, &end, 10);
-        if (blank || *end)
-            return akt_error_set(e, AKT_EINVAL, where, "expects %s, got '%s'",
-                                 type_name(d->type), value);
-        x = (double)ll;
-        if (errno == ERANGE) /* beyond long long: beyond any sane range too */
-            return akt_error_set(e, AKT_EINVAL, where, "%s is out of range [%s, %s]", value,
-                                 fmt_num(d->lo, a, sizeof a), fmt_num(d->hi, b, sizeof b));
-        break;
-    }
-    case AKT_PT_BOOL:
-        if (!strcasecmp(value, "true") || !strcasecmp(value, "yes") || !strcmp(value, "1"))
-            x = 1;
-        else if (!strcasecmp(value, "false") || !strcasecmp(value, "no") || !strcmp(value, "0"))
-            x = 0;
-        else
-            return akt_error_set(e, AKT_EINVAL, where, "expects true or false, got '%s'", value);
-        break;
-    case AKT_PT_CHOICE: {
-        int c = choice_find(d->choices, value);
-        if (c < 0) {
-            char cl[300];
-            return akt_error_set(e, AKT_EINVAL, where, "'%s' is not one of: %s", value,
-                                 choices_list(d->choices, cl, sizeof cl));
-        }
-        x = c;
-        break;
-    }
-    case AKT_PT_STRING: {
-        char why[256];
-        if (text_invalid(value, why, sizeof why) || (d->check && d->check(value, why, sizeof why)))
-            return akt_error_set(e, AKT_EINVAL, where, "'%.100s': %s", value, why);
+    struct akt_param_parsed x;
+    char why[256];
+    if (d->type == AKT_PT_STRING && text_invalid(value, why, sizeof why))
+        return akt_error_set(e, AKT_EINVAL, where, "'%.100s': %s", value, why);
+    int rc = akt_param_parse(d, value, 0, &x, where, e);
+    if (rc)
+        return rc;
+    if (d->type == AKT_PT_STRING)
         snprintf(v->text[i], sizeof v->text[i], "%s", value);
-        v->v[i] = 0;
-        v->size = sizeof *v;
-        if (v->n < p->n_params)
-            v->n = p->n_params;
-        return 0;
-    }
-    }
-    if ((d->type == AKT_PT_FLOAT || d->type == AKT_PT_INT) && (x < d->lo || x > d->hi))
-        return akt_error_set(e, AKT_EINVAL, where, "%s is out of range [%s, %s]", value,
-                             fmt_num(d->lo, a, sizeof a), fmt_num(d->hi, b, sizeof b));
-    v->v[i] = x;
+    v->v[i] = x.num;
     v->size = sizeof *v;
     if (v->n < p->n_params)
         v->n = p->n_params;
@@ -785,8 +657,9 @@ const char *akt_params_format(const struct akt_plugin *p, const struct akt_param
     case AKT_PT_FLOAT: return fmt_num(x, buf, n);
     case AKT_PT_INT: snprintf(buf, n, "%.0f", x); return buf;
     case AKT_PT_BOOL: snprintf(buf, n, "%s", x != 0 ? "true" : "false"); return buf;
-    case AKT_PT_CHOICE: return choice_name(d->choices, (int)x, buf, n);
+    case AKT_PT_CHOICE: return akt_param_choice_name(d->choices, (int)x, buf, n);
     case AKT_PT_STRING: snprintf(buf, n, "%s", v->text[i]); return buf;
+    case AKT_PT_LIST: break; /* refused in plugin tables */
     }
     snprintf(buf, n, "?");
     return buf;

@@ -1,242 +1,301 @@
-/* Run configuration: SPEC defaults, one validated setter shared by --set and
- * YAML experiments, and the YAML dump stored with every result. */
+/* Run settings: the table (defaults, ranges, help, where each value lives),
+ * the one validated setter shared by --set, YAML experiments and stored
+ * configs, and the YAML dump stored with every result. */
 #include "akt/run.h"
 
-#include <errno.h>
+#include <ctype.h>
 #include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
 
+/* ---------------------------------------------------------- the table ---
+ * Defaults are SPEC's (5); ranges are what the runner can do, not what is
+ * sensible. The order is that of the stored config. */
+#define FIELD(f) offsetof(struct akt_run_config, f), sizeof(((struct akt_run_config *)0)->f)
+#define NUM(k, t, d, l, h, txt) {.key = k, .type = t, .def = d, .lo = l, .hi = h, .help = txt}
+#define TEXT(k, d, txt) {.key = k, .type = AKT_PT_STRING, .def_text = d, .help = txt}
+
+static int out_check(const char *text, char *why, size_t n)
+{
+    if (*text)
+        return 0;
+    snprintf(why, n, "empty path: name the results file"); /* "" would mean: no file */
+    return -1;
+}
+
+static const struct akt_run_setting SETTINGS[] = {
+    {TEXT("id", "run", "run id in the results file (akt run: from the matrix)"), FIELD(id), 0,
+     AKT_SETTING_QUOTED},
+    {TEXT("teacher", "", "FP32 teacher HDF5 file (required)"), FIELD(teacher_path), 0,
+     AKT_SETTING_QUOTED},
+    {TEXT("data", "", "evaluation set, a CIFAR binary file, never used for training (required)"),
+     FIELD(data_path), 0, AKT_SETTING_QUOTED},
+    {{.key = "format", .type = AKT_PT_CHOICE, .def = AKT_CIFAR_AUTO,
+      .choices = "auto|cifar10|cifar100|cifar100-coarse",
+      .help = "format of the evaluation file (auto: from its size)"},
+     FIELD(data_format), 0, 0},
+    {TEXT("generator", "", "generator plugin (see `akt plugins`; required)"), FIELD(generator), 0,
+     AKT_SETTING_PLUGIN},
+    {TEXT("loss", "", "student loss plugin (see `akt plugins`; required)"), FIELD(loss), 0,
+     AKT_SETTING_PLUGIN},
+    {NUM("wbits", AKT_PT_INT, 4, 2, 8, "weight bits"), FIELD(wbits), 0, 0},
+    {NUM("abits", AKT_PT_INT, 4, 2, 8, "activation bits"), FIELD(abits), 0, 0},
+    {NUM("bits", AKT_PT_INT, 4, 2, 8, "wbits and abits at once"), FIELD(wbits),
+     offsetof(struct akt_run_config, abits), AKT_SETTING_ALIAS},
+    {NUM("epochs", AKT_PT_INT, 400, 1, 100000, "epochs"), FIELD(epochs), 0, 0},
+    {NUM("iters", AKT_PT_INT, 200, 1, 10000000, "iterations per epoch"), FIELD(iters), 0, 0},
+    {NUM("batch", AKT_PT_INT, 200, 1, 100000, "images per iteration"), FIELD(batch), 0, 0},
+    {NUM("seed", AKT_PT_INT, 0, 0, 2147483647, "RNG seed"), FIELD(seed), 0, 0},
+    {NUM("threads", AKT_PT_INT, 2, 1, 256, "worker threads"), FIELD(threads), 0, 0},
+    {NUM("warmup_epochs", AKT_PT_INT, 4, 0, 100000,
+         "the student's SGD starts at this epoch (0-based)"),
+     FIELD(warmup_epochs), 0, 0},
+    {NUM("tracker_epochs", AKT_PT_INT, 4, 0, 100000,
+         "the activation range trackers run in the epochs before this one"),
+     FIELD(tracker_epochs), 0, 0},
+    {NUM("lr_student", AKT_PT_FLOAT, 1e-4, 0, 10, "the student's SGD learning rate"),
+     FIELD(lr_student), 0, 0},
+    {NUM("lr_generator", AKT_PT_FLOAT, 0, 0, 10,
+         "the generator's learning rate (0: the plugin's own, 1e-3 for gdfq, qimera and adadfq)"),
+     FIELD(lr_generator), 0, 0},
+    {NUM("momentum", AKT_PT_FLOAT, 0.9, 0, 1, "the student's SGD momentum"), FIELD(momentum), 0,
+     0},
+    {NUM("weight_decay", AKT_PT_FLOAT, 1e-4, 0, 1, "the student's SGD weight decay"),
+     FIELD(weight_decay), 0, 0},
+    {{.key = "milestones", .type = AKT_PT_LIST, .lo = 1, .hi = 100000, .def_text = "100,200,300",
+      .help = "epochs at which both learning rates are multiplied by gamma"},
+     FIELD(milestones), offsetof(struct akt_run_config, n_milestones), 0},
+    {NUM("gamma", AKT_PT_FLOAT, 0.1, 0, 1, "learning-rate factor at each milestone"),
+     FIELD(gamma), 0, 0},
+    {NUM("first_last_8bit", AKT_PT_BOOL, 0, 0, 1, "keep the first conv and the FC layer at 8 bits (SPEC 3)"),
+     FIELD(first_last_8bit), 0, 0},
+    {{.key = "range_ema", .type = AKT_PT_CHOICE, .def = AKT_EMA_AS_CODED,
+      .choices = "as_coded|plain",
+      .help = "range tracker EMA: as_coded feeds the bias-corrected value back (the official code), plain does not (SPEC 3)"},
+     FIELD(range_ema), 0, 0},
+    {NUM("eval_batch", AKT_PT_INT, 200, 1, 100000, "images per evaluation batch"),
+     FIELD(eval_batch), 0, 0},
+    {NUM("eval_limit", AKT_PT_INT, 0, 0, 100000000,
+         "evaluate on the first N records only (0: all; for tests)"),
+     FIELD(eval_limit), 0, 0},
+    {{.key = "out", .type = AKT_PT_STRING, .def_text = "", .check = out_check,
+      .help = "results HDF5 file (akt train --out; akt run takes --out only)"},
+     FIELD(out_path), 0, AKT_SETTING_QUOTED | AKT_SETTING_UNSTORED},
+};
+#define N_SETTINGS ((int)(sizeof SETTINGS / sizeof SETTINGS[0]))
+
+/* the storage akt_run_setting promises */
+_Static_assert(sizeof(enum akt_cifar_format) == sizeof(int), "format is stored as an int");
+_Static_assert(sizeof(enum akt_range_ema) == sizeof(int), "range_ema is stored as an int");
+_Static_assert(sizeof(((struct akt_run_config *)0)->seed) == 8, "seed is a uint64_t");
+_Static_assert(AKT_MAX_MILESTONES <= AKT_PARAM_LIST_MAX, "milestones fit a parsed list");
+
+const struct akt_run_setting *akt_run_settings(int *n)
+{
+    *n = N_SETTINGS;
+    return SETTINGS;
+}
+
+const struct akt_run_setting *akt_run_setting_find(const char *key)
+{
+    for (int i = 0; i < N_SETTINGS; i++)
+        if (!strcmp(SETTINGS[i].def.key, key))
+            return &SETTINGS[i];
+    return NULL;
+}
+
+static void *field(struct akt_run_config *c, size_t off)
+{
+    return (char *)c + off;
+}
+
+static const void *cfield(const struct akt_run_config *c, size_t off)
+{
+    return (const char *)c + off;
+}
+
+static int list_max(const struct akt_run_setting *s)
+{
+    return s->def.type == AKT_PT_LIST ? (int)(s->size / sizeof(int)) : 0;
+}
+
+/* Stores a parsed value (not STRING) into its field. */
+static void store(struct akt_run_config *c, const struct akt_run_setting *s,
+                  const struct akt_param_parsed *x)
+{
+    switch (s->def.type) {
+    case AKT_PT_FLOAT: *(float *)field(c, s->off) = (float)x->num; break;
+    case AKT_PT_LIST:
+        for (int i = 0; i < x->n; i++)
+            ((int *)field(c, s->off))[i] = (int)x->item[i];
+        *(int *)field(c, s->off2) = x->n;
+        break;
+    default:
+        if (s->size == sizeof(uint64_t))
+            *(uint64_t *)field(c, s->off) = (uint64_t)x->num;
+        else
+            *(int *)field(c, s->off) = (int)x->num;
+        if (s->flags & AKT_SETTING_ALIAS)
+            *(int *)field(c, s->off2) = (int)x->num;
+        break;
+    }
+}
+
 void akt_run_config_defaults(struct akt_run_config *c)
 {
     memset(c, 0, sizeof *c);
-    snprintf(c->id, sizeof c->id, "run");
-    c->data_format = AKT_CIFAR_AUTO;
-    c->wbits = c->abits = 4;
-    c->epochs = 400;
-    c->iters = 200;
-    c->batch = 200;
-    c->seed = 0;
-    c->threads = 2;
-    c->warmup_epochs = 4;
-    c->tracker_epochs = 4;
-    c->lr_student = 1e-4f;
-    c->lr_generator = 0; /* the plugin's */
-    c->momentum = 0.9f;
-    c->weight_decay = 1e-4f;
-    c->milestones[0] = 100;
-    c->milestones[1] = 200;
-    c->milestones[2] = 300;
-    c->n_milestones = 3;
-    c->gamma = 0.1f;
-    c->range_ema = AKT_EMA_AS_CODED;
-    c->eval_batch = 200;
+    for (int i = 0; i < N_SETTINGS; i++) {
+        const struct akt_run_setting *s = &SETTINGS[i];
+        struct akt_param_parsed x = {.num = s->def.def};
+        if (s->flags & AKT_SETTING_ALIAS)
+            continue;
+        if (s->def.type == AKT_PT_STRING) {
+            snprintf(field(c, s->off), s->size, "%s", s->def.def_text);
+            continue;
+        }
+        if (s->def.type == AKT_PT_LIST)
+            AKT_ASSERT(akt_param_parse(&s->def, s->def.def_text, list_max(s), &x, s->def.key,
+                                       NULL) == 0);
+        store(c, s, &x);
+    }
 }
 
-/* ------------------------------------------------------------- parsing --- */
-static int parse_long(const char *s, long lo, long hi, long *out)
+/* ------------------------------------------------------------- setting --- */
+static int set_plugin(struct akt_run_config *c, const struct akt_registry *reg,
+                      const struct akt_run_setting *s, const char *v, const char *w,
+                      struct akt_error *e)
 {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || errno || v < lo || v > hi)
-        return -1;
-    *out = v;
+    int is_gen = s->off == offsetof(struct akt_run_config, generator);
+    const struct akt_plugin *p =
+        reg ? akt_registry_find(reg, is_gen ? AKT_PLUGIN_GENERATOR : AKT_PLUGIN_LOSS, v) : NULL;
+    if (!p)
+        return akt_error_set(e, AKT_EINVAL, w, "unknown %s plugin '%s' (see 'akt plugins')",
+                             s->def.key, v);
+    snprintf(field(c, s->off), s->size, "%s", v);
+    akt_params_defaults(p, is_gen ? &c->gen_params : &c->loss_params);
     return 0;
 }
 
-static int parse_num(const char *s, double lo, double hi, float *out)
+static int set_plugin_param(struct akt_run_config *c, const struct akt_registry *reg,
+                            const char *key, const char *v, const char *w, struct akt_error *e)
 {
-    char *end;
-    double v = strtod(s, &end);
-    if (!*s || *end || !isfinite(v) || v < lo || v > hi)
-        return -1;
-    *out = (float)v;
-    return 0;
+    int is_gen = key[0] == 'g';
+    const char *name = is_gen ? c->generator : c->loss;
+    const struct akt_plugin *p =
+        reg && *name
+            ? akt_registry_find(reg, is_gen ? AKT_PLUGIN_GENERATOR : AKT_PLUGIN_LOSS, name)
+            : NULL;
+    if (!p)
+        return akt_error_set(e, AKT_EINVAL, w, "set %s before its parameters",
+                             is_gen ? "generator" : "loss");
+    return akt_params_set(p, is_gen ? &c->gen_params : &c->loss_params, key + (is_gen ? 10 : 5),
+                          v, w, e);
 }
 
-static int parse_bool(const char *s, int *out)
+static int unknown_key(const char *w, struct akt_error *e)
 {
-    if (!strcmp(s, "true") || !strcmp(s, "yes") || !strcmp(s, "1"))
-        *out = 1;
-    else if (!strcmp(s, "false") || !strcmp(s, "no") || !strcmp(s, "0"))
-        *out = 0;
-    else
-        return -1;
-    return 0;
+    char keys[600] = "";
+    size_t used = 0;
+    for (int i = 0; i < N_SETTINGS && used < sizeof keys; i++)
+        used += (size_t)snprintf(keys + used, sizeof keys - used, "%s%s", i ? " " : "",
+                                 SETTINGS[i].def.key);
+    return akt_error_set(e, AKT_EINVAL, w,
+                         "unknown key (run keys: %s; plugin parameters: generator.KEY loss.KEY)",
+                         keys);
 }
-
-static int copy_str(char *dst, size_t n, const char *v, const char *where, const char *key,
-                    struct akt_error *e)
-{
-    if (strlen(v) >= n)
-        return akt_error_set(e, AKT_EINVAL, where, "%s: value longer than %zu characters", key,
-                             n - 1);
-    memcpy(dst, v, strlen(v) + 1);
-    return 0;
-}
-
-struct int_key {
-    const char *key;
-    size_t off;
-    long lo, hi;
-};
-
-static const struct int_key INT_KEYS[] = {
-    {"wbits", offsetof(struct akt_run_config, wbits), 2, 8},
-    {"abits", offsetof(struct akt_run_config, abits), 2, 8},
-    {"epochs", offsetof(struct akt_run_config, epochs), 1, 100000},
-    {"iters", offsetof(struct akt_run_config, iters), 1, 10000000},
-    {"batch", offsetof(struct akt_run_config, batch), 1, 100000},
-    {"threads", offsetof(struct akt_run_config, threads), 1, 256},
-    {"warmup_epochs", offsetof(struct akt_run_config, warmup_epochs), 0, 100000},
-    {"tracker_epochs", offsetof(struct akt_run_config, tracker_epochs), 0, 100000},
-    {"eval_batch", offsetof(struct akt_run_config, eval_batch), 1, 100000},
-    {"eval_limit", offsetof(struct akt_run_config, eval_limit), 0, 100000000},
-};
-
-struct float_key {
-    const char *key;
-    size_t off;
-    double lo, hi;
-};
-
-static const struct float_key FLOAT_KEYS[] = {
-    {"lr_student", offsetof(struct akt_run_config, lr_student), 0, 10},
-    {"lr_generator", offsetof(struct akt_run_config, lr_generator), 0, 10},
-    {"momentum", offsetof(struct akt_run_config, momentum), 0, 1},
-    {"weight_decay", offsetof(struct akt_run_config, weight_decay), 0, 1},
-    {"gamma", offsetof(struct akt_run_config, gamma), 0, 1},
-};
 
 int akt_run_config_set(struct akt_run_config *c, const struct akt_registry *reg, const char *key,
                        const char *v, const char *where, struct akt_error *e)
 {
     char w[700];
     snprintf(w, sizeof w, "%s%s%s", where ? where : "", where && *where ? " " : "", key);
-    for (size_t i = 0; i < sizeof INT_KEYS / sizeof INT_KEYS[0]; i++)
-        if (!strcmp(key, INT_KEYS[i].key)) {
-            long x;
-            if (parse_long(v, INT_KEYS[i].lo, INT_KEYS[i].hi, &x))
-                return akt_error_set(e, AKT_EINVAL, w, "'%s' is not an integer in %ld..%ld", v,
-                                     INT_KEYS[i].lo, INT_KEYS[i].hi);
-            *(int *)((char *)c + INT_KEYS[i].off) = (int)x;
-            return 0;
-        }
-    for (size_t i = 0; i < sizeof FLOAT_KEYS / sizeof FLOAT_KEYS[0]; i++)
-        if (!strcmp(key, FLOAT_KEYS[i].key)) {
-            float x;
-            if (parse_num(v, FLOAT_KEYS[i].lo, FLOAT_KEYS[i].hi, &x))
-                return akt_error_set(e, AKT_EINVAL, w, "'%s' is not a number in [%g, %g]", v,
-                                     FLOAT_KEYS[i].lo, FLOAT_KEYS[i].hi);
-            *(float *)((char *)c + FLOAT_KEYS[i].off) = x;
-            return 0;
-        }
-    if (!strcmp(key, "bits")) {
-        long x;
-        if (parse_long(v, 2, 8, &x))
-            return akt_error_set(e, AKT_EINVAL, w, "'%s' is not an integer in 2..8", v);
-        c->wbits = c->abits = (int)x;
-        return 0;
-    }
-    if (!strcmp(key, "seed")) {
-        long x;
-        if (parse_long(v, 0, 2147483647L, &x))
-            return akt_error_set(e, AKT_EINVAL, w, "'%s' is not an integer in 0..2147483647", v);
-        c->seed = (uint64_t)x;
-        return 0;
-    }
-    if (!strcmp(key, "milestones")) {
-        c->n_milestones = 0;
-        if (!strcmp(v, "none") || !strcmp(v, "[]") || !*v)
-            return 0;
-        char buf[256];
-        snprintf(buf, sizeof buf, "%s", v);
-        char *p = buf;
-        if (*p == '[')
-            p++;
-        char *close = strchr(p, ']');
-        if (close)
-            *close = 0;
-        for (char *tok = strtok(p, ", "); tok; tok = strtok(NULL, ", ")) {
-            long x;
-            if (c->n_milestones == AKT_MAX_MILESTONES)
-                return akt_error_set(e, AKT_EINVAL, w, "at most %d milestones", AKT_MAX_MILESTONES);
-            if (parse_long(tok, 1, 100000, &x))
-                return akt_error_set(e, AKT_EINVAL, w, "milestone '%s' is not an epoch in 1..100000",
-                                     tok);
-            c->milestones[c->n_milestones++] = (int)x;
-        }
-        return 0;
-    }
-    if (!strcmp(key, "first_last_8bit")) {
-        if (parse_bool(v, &c->first_last_8bit))
-            return akt_error_set(e, AKT_EINVAL, w, "'%s' is not true or false", v);
-        return 0;
-    }
-    if (!strcmp(key, "range_ema")) {
-        if (!strcmp(v, "as_coded"))
-            c->range_ema = AKT_EMA_AS_CODED;
-        else if (!strcmp(v, "plain"))
-            c->range_ema = AKT_EMA_PLAIN;
-        else
-            return akt_error_set(e, AKT_EINVAL, w, "'%s' is not one of as_coded, plain", v);
-        return 0;
-    }
-    if (!strcmp(key, "format")) {
-        if (!strcmp(v, "auto")) c->data_format = AKT_CIFAR_AUTO;
-        else if (!strcmp(v, "cifar10")) c->data_format = AKT_CIFAR10;
-        else if (!strcmp(v, "cifar100")) c->data_format = AKT_CIFAR100_FINE;
-        else if (!strcmp(v, "cifar100-coarse")) c->data_format = AKT_CIFAR100_COARSE;
-        else
-            return akt_error_set(e, AKT_EINVAL, w,
-                                 "'%s' is not one of auto, cifar10, cifar100, cifar100-coarse", v);
-        return 0;
-    }
-    if (!strcmp(key, "id"))
-        return copy_str(c->id, sizeof c->id, v, w, key, e);
-    if (!strcmp(key, "teacher"))
-        return copy_str(c->teacher_path, sizeof c->teacher_path, v, w, key, e);
-    if (!strcmp(key, "data"))
-        return copy_str(c->data_path, sizeof c->data_path, v, w, key, e);
-    if (!strcmp(key, "out")) {
-        if (!*v) /* "" would silently mean: no results file */
-            return akt_error_set(e, AKT_EINVAL, w, "empty path: name the results file");
-        return copy_str(c->out_path, sizeof c->out_path, v, w, key, e);
-    }
-    if (!strcmp(key, "generator") || !strcmp(key, "loss")) {
-        int is_gen = key[0] == 'g';
-        enum akt_plugin_kind kind = is_gen ? AKT_PLUGIN_GENERATOR : AKT_PLUGIN_LOSS;
-        const struct akt_plugin *p = reg ? akt_registry_find(reg, kind, v) : NULL;
-        if (!p)
-            return akt_error_set(e, AKT_EINVAL, w, "unknown %s plugin '%s' (see 'akt plugins')",
-                                 key, v);
-        int rc = copy_str(is_gen ? c->generator : c->loss, sizeof c->generator, v, w, key, e);
-        if (!rc)
-            akt_params_defaults(p, is_gen ? &c->gen_params : &c->loss_params);
+    if (!v)
+        v = "";
+    if (!strncmp(key, "generator.", 10) || !strncmp(key, "loss.", 5))
+        return set_plugin_param(c, reg, key, v, w, e);
+    const struct akt_run_setting *s = akt_run_setting_find(key);
+    if (!s)
+        return unknown_key(w, e);
+    struct akt_param_parsed x;
+    int rc = akt_param_parse(&s->def, v, list_max(s), &x, w, e);
+    if (rc)
         return rc;
+    if (s->def.type != AKT_PT_STRING) {
+        store(c, s, &x);
+        return 0;
     }
-    if (!strncmp(key, "generator.", 10) || !strncmp(key, "loss.", 5)) {
-        int is_gen = key[0] == 'g';
-        const char *name = is_gen ? c->generator : c->loss;
-        const struct akt_plugin *p =
-            reg && *name ? akt_registry_find(reg, is_gen ? AKT_PLUGIN_GENERATOR : AKT_PLUGIN_LOSS,
-                                             name)
-                         : NULL;
-        if (!p)
-            return akt_error_set(e, AKT_EINVAL, w, "set %s before its parameters",
-                                 is_gen ? "generator" : "loss");
-        return akt_params_set(p, is_gen ? &c->gen_params : &c->loss_params,
-                              key + (is_gen ? 10 : 5), v, w, e);
+    if (strlen(v) >= s->size)
+        return akt_error_set(e, AKT_EINVAL, w, "value longer than %zu characters", s->size - 1);
+    if (s->flags & AKT_SETTING_PLUGIN)
+        return set_plugin(c, reg, s, v, w, e);
+    memcpy(field(c, s->off), v, strlen(v) + 1);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- help --- */
+/* The default as a user writes it ("" for none). */
+static const char *default_text(const struct akt_run_setting *s, char *buf, size_t n)
+{
+    const struct akt_param_def *d = &s->def;
+    switch (d->type) {
+    case AKT_PT_FLOAT: return akt_param_format_num((float)d->def, 1, buf, n);
+    case AKT_PT_INT: snprintf(buf, n, "%.0f", d->def); return buf;
+    case AKT_PT_BOOL: snprintf(buf, n, "%s", d->def ? "true" : "false"); return buf;
+    case AKT_PT_CHOICE: return akt_param_choice_name(d->choices, (int)d->def, buf, n);
+    default: snprintf(buf, n, "%s", d->def_text ? d->def_text : ""); return buf;
     }
-    return akt_error_set(e, AKT_EINVAL, w,
-                         "unknown key (run keys: id teacher data format generator loss wbits abits "
-                         "bits epochs iters batch seed threads warmup_epochs tracker_epochs "
-                         "lr_student lr_generator momentum weight_decay milestones gamma "
-                         "first_last_8bit range_ema eval_batch eval_limit out; plugin parameters: "
-                         "generator.KEY loss.KEY)");
+}
+
+static void sb_printf(char **s, size_t *len, size_t *cap, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void sb_printf(char **s, size_t *len, size_t *cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (*len + (size_t)k + 1 > *cap) {
+        *cap = (*len + (size_t)k + 1) * 2;
+        *s = realloc(*s, *cap);
+        AKT_ASSERT(*s);
+    }
+    va_start(ap, fmt);
+    vsnprintf(*s + *len, *cap - *len, fmt, ap);
+    va_end(ap);
+    *len += (size_t)k;
+}
+
+char *akt_run_settings_help(int markdown)
+{
+    char *s = NULL, desc[200], def[64];
+    size_t len = 0, cap = 0;
+    sb_printf(&s, &len, &cap, "%s", "");
+    if (markdown)
+        sb_printf(&s, &len, &cap, "| key | value | default | meaning |\n|---|---|---|---|\n");
+    for (int i = 0; i < N_SETTINGS; i++) {
+        const struct akt_run_setting *st = &SETTINGS[i];
+        akt_param_describe(&st->def, list_max(st), desc, sizeof desc);
+        default_text(st, def, sizeof def);
+        if (st->flags & AKT_SETTING_ALIAS)
+            def[0] = 0;
+        if (markdown)
+            sb_printf(&s, &len, &cap, "| `%s` | %s | %s%s%s | %s |\n", st->def.key, desc,
+                      *def ? "`" : "", *def ? def : "-", *def ? "`" : "", st->def.help);
+        else
+            sb_printf(&s, &len, &cap, "  %-16s %s%s%s%s\n  %-16s   %s\n", st->def.key, desc,
+                      *def ? " (default " : "", def, *def ? ")" : "", "", st->def.help);
+    }
+    if (markdown)
+        sb_printf(&s, &len, &cap, "| `generator.KEY`, `loss.KEY` | see `akt plugins` | the "
+                                  "plugin's | the plugin's parameters |\n");
+    else
+        sb_printf(&s, &len, &cap, "  %-16s %s\n", "generator.KEY",
+                  "the plugin's parameters (see 'akt plugins'); also loss.KEY");
+    return s;
 }
 
 int akt_run_config_check(const struct akt_run_config *c, const struct akt_registry *reg,
@@ -308,17 +367,10 @@ static int emit_int(yaml_emitter_t *em, const char *k, long long v)
     return emit_kv(em, k, buf, YAML_PLAIN_SCALAR_STYLE);
 }
 
-static int emit_float(yaml_emitter_t *em, const char *k, float v)
-{
-    char buf[32];
-    snprintf(buf, sizeof buf, "%.9g", v);
-    return emit_kv(em, k, buf, YAML_PLAIN_SCALAR_STYLE);
-}
-
 static int emit_params(yaml_emitter_t *em, const char *prefix, const struct akt_plugin *p,
                        const struct akt_param_values *v)
 {
-    char key[160], buf[64];
+    char key[160], buf[128];
     int ok = 1;
     for (int i = 0; ok && p && i < p->n_params; i++) {
         snprintf(key, sizeof key, "%s.%s", prefix, p->params[i].key);
@@ -328,11 +380,48 @@ static int emit_params(yaml_emitter_t *em, const char *prefix, const struct akt_
     return ok;
 }
 
+/* One setting of the table: key and value as akt_run_config_set reads them. */
+static int emit_setting(yaml_emitter_t *em, const struct akt_run_config *c,
+                        const struct akt_run_setting *s)
+{
+    const yaml_scalar_style_t P = YAML_PLAIN_SCALAR_STYLE;
+    const void *f = cfield(c, s->off);
+    char buf[64];
+    switch (s->def.type) {
+    case AKT_PT_STRING:
+        return emit_kv(em, s->def.key, f,
+                       s->flags & AKT_SETTING_QUOTED ? YAML_DOUBLE_QUOTED_SCALAR_STYLE : P);
+    case AKT_PT_FLOAT:
+        return emit_kv(em, s->def.key, akt_param_format_num(*(const float *)f, 1, buf, sizeof buf),
+                       P);
+    case AKT_PT_INT:
+        if (s->size == sizeof(uint64_t))
+            return emit_int(em, s->def.key, (long long)*(const uint64_t *)f);
+        return emit_int(em, s->def.key, *(const int *)f);
+    case AKT_PT_BOOL: return emit_kv(em, s->def.key, *(const int *)f ? "true" : "false", P);
+    case AKT_PT_CHOICE:
+        return emit_kv(em, s->def.key,
+                       akt_param_choice_name(s->def.choices, *(const int *)f, buf, sizeof buf), P);
+    case AKT_PT_LIST: {
+        yaml_event_t ev;
+        int ok = emit_scalar(em, s->def.key, P) &&
+                 yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1,
+                                                      YAML_FLOW_SEQUENCE_STYLE) &&
+                 yaml_emitter_emit(em, &ev);
+        int n = *(const int *)cfield(c, s->off2);
+        for (int i = 0; ok && i < n; i++) {
+            snprintf(buf, sizeof buf, "%d", ((const int *)f)[i]);
+            ok = emit_scalar(em, buf, P);
+        }
+        return ok && yaml_sequence_end_event_initialize(&ev) && yaml_emitter_emit(em, &ev);
+    }
+    }
+    return 0;
+}
+
 static int emit_config(yaml_emitter_t *em, const struct akt_run_config *c,
                        const struct akt_plugin *gen, const struct akt_plugin *loss)
 {
-    static const char *formats[] = {"auto", "cifar10", "cifar100", "cifar100-coarse"};
-    const yaml_scalar_style_t Q = YAML_DOUBLE_QUOTED_SCALAR_STYLE, P = YAML_PLAIN_SCALAR_STYLE;
     yaml_event_t ev;
     int ok = yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING) &&
              yaml_emitter_emit(em, &ev) &&
@@ -340,33 +429,17 @@ static int emit_config(yaml_emitter_t *em, const struct akt_run_config *c,
              yaml_emitter_emit(em, &ev) &&
              yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_MAPPING_STYLE) &&
              yaml_emitter_emit(em, &ev);
-    ok = ok && emit_kv(em, "id", c->id, Q) && emit_kv(em, "teacher", c->teacher_path, Q) &&
-         emit_kv(em, "data", c->data_path, Q) && emit_kv(em, "format", formats[c->data_format], P);
-    ok = ok && emit_kv(em, "generator", c->generator, P) &&
-         emit_params(em, "generator", gen, &c->gen_params) && emit_kv(em, "loss", c->loss, P) &&
-         emit_params(em, "loss", loss, &c->loss_params);
-    ok = ok && emit_int(em, "wbits", c->wbits) && emit_int(em, "abits", c->abits) &&
-         emit_int(em, "epochs", c->epochs) && emit_int(em, "iters", c->iters) &&
-         emit_int(em, "batch", c->batch) && emit_int(em, "seed", (long long)c->seed) &&
-         emit_int(em, "threads", c->threads) && emit_int(em, "warmup_epochs", c->warmup_epochs) &&
-         emit_int(em, "tracker_epochs", c->tracker_epochs);
-    ok = ok && emit_float(em, "lr_student", c->lr_student) &&
-         emit_float(em, "lr_generator", c->lr_generator) &&
-         emit_float(em, "momentum", c->momentum) &&
-         emit_float(em, "weight_decay", c->weight_decay);
-    ok = ok && emit_scalar(em, "milestones", P) &&
-         yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1, YAML_FLOW_SEQUENCE_STYLE) &&
-         yaml_emitter_emit(em, &ev);
-    for (int i = 0; ok && i < c->n_milestones; i++) {
-        char buf[16];
-        snprintf(buf, sizeof buf, "%d", c->milestones[i]);
-        ok = emit_scalar(em, buf, P);
+    for (int i = 0; ok && i < N_SETTINGS; i++) {
+        const struct akt_run_setting *s = &SETTINGS[i];
+        if (s->flags & (AKT_SETTING_ALIAS | AKT_SETTING_UNSTORED))
+            continue;
+        ok = emit_setting(em, c, s);
+        if (ok && (s->flags & AKT_SETTING_PLUGIN)) { /* its parameters follow the name */
+            int is_gen = s->off == offsetof(struct akt_run_config, generator);
+            ok = emit_params(em, s->def.key, is_gen ? gen : loss,
+                             is_gen ? &c->gen_params : &c->loss_params);
+        }
     }
-    ok = ok && yaml_sequence_end_event_initialize(&ev) && yaml_emitter_emit(em, &ev);
-    ok = ok && emit_float(em, "gamma", c->gamma) &&
-         emit_kv(em, "first_last_8bit", c->first_last_8bit ? "true" : "false", P) &&
-         emit_kv(em, "range_ema", c->range_ema == AKT_EMA_PLAIN ? "plain" : "as_coded", P) &&
-         emit_int(em, "eval_batch", c->eval_batch) && emit_int(em, "eval_limit", c->eval_limit);
     ok = ok && yaml_mapping_end_event_initialize(&ev) && yaml_emitter_emit(em, &ev) &&
          yaml_document_end_event_initialize(&ev, 1) && yaml_emitter_emit(em, &ev) &&
          yaml_stream_end_event_initialize(&ev) && yaml_emitter_emit(em, &ev) &&
@@ -524,6 +597,32 @@ static void add_key(char *buf, size_t n, const char *key)
     snprintf(buf + l, n - l, "%s%s", l ? ", " : "", key);
 }
 
+/* A whole-text finite number. */
+static int text_number(const char *s, double *x)
+{
+    char *end;
+    if (!*s || isspace((unsigned char)*s))
+        return 0;
+    *x = strtod(s, &end);
+    return !*end && isfinite(*x);
+}
+
+/* Values written differently may be the same number: 1e-4 and 0.0001, or
+ * 9.99999975e-05 (how akt wrote float settings before) and 1e-4 for a
+ * float setting. */
+static int same_value(const char *key, const char *a, const char *b)
+{
+    double x, y;
+    if (!strcmp(a, b))
+        return 1;
+    if (!text_number(a, &x) || !text_number(b, &y))
+        return 0;
+    const struct akt_run_setting *s = akt_run_setting_find(key);
+    if (s && s->def.type == AKT_PT_FLOAT)
+        return (float)x == (float)y;
+    return x == y;
+}
+
 int akt_run_config_text_diff(const char *a, const char *b, char *keys, size_t n)
 {
     struct kv_list la = {0}, lb = {0};
@@ -535,7 +634,7 @@ int akt_run_config_text_diff(const char *a, const char *b, char *keys, size_t n)
     int differ = 0;
     for (int i = 0; !rc && i < la.n; i++) {
         const char *v = kv_get(&lb, la.key[i]);
-        if (!v || strcmp(v, la.val[i])) {
+        if (!v || !same_value(la.key[i], v, la.val[i])) {
             differ = 1;
             add_key(keys, n, la.key[i]);
         }

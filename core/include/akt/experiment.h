@@ -30,7 +30,8 @@ struct akt_experiment_setting {
 struct akt_experiment_run {
     struct akt_run_config config;   /* validated (akt_run_config_check); id set, out_path "" */
     int n_settings;
-    const struct akt_experiment_setting *settings; /* names first, then the rest */
+    const struct akt_experiment_setting *settings; /* names first, then the rest;
+                                                      --set ones after the file's */
 };
 
 struct akt_experiment {
@@ -49,6 +50,16 @@ struct akt_experiment {
 int akt_experiment_load(struct akt_experiment *x, const char *path,
                         const struct akt_registry *reg, const char *data_root,
                         struct akt_error *e);
+/* The same, with settings applied to every run after the file's own
+ * (`akt run --set KEY=VALUE`): names first, as in the file, and validated
+ * as the file's are, where (default "--set") naming them in errors. They
+ * are part of each run's settings and so of its stored config; they do not
+ * change run ids. id and out are refused; relative teacher/data paths are
+ * taken as given (the current folder). */
+int akt_experiment_load_set(struct akt_experiment *x, const char *path,
+                            const struct akt_registry *reg, const char *data_root,
+                            const struct akt_experiment_setting *sets, int n_sets,
+                            struct akt_error *e);
 void akt_experiment_free(struct akt_experiment *x);
 
 #ifdef __cplusplus

@@ -51,13 +51,19 @@ enum akt_plugin_kind { AKT_PLUGIN_GENERATOR = 1, AKT_PLUGIN_LOSS = 2 };
 /* ------------------------------------------------------------ parameters --
  * Each plugin documents its parameters in a table; the host validates the
  * YAML / --set values against it (unknown key, wrong type, out of range are
- * errors) and prints it in `akt plugins`. */
+ * errors) and prints it in `akt plugins`. akt's own run settings are a
+ * table of the same entries (akt/run.h), parsed by the same code
+ * (akt/params.h). */
 enum akt_ptype {
     AKT_PT_FLOAT = 0,
     AKT_PT_INT = 1,
     AKT_PT_BOOL = 2,
     AKT_PT_CHOICE = 3,
-    AKT_PT_STRING = 4 /* free text (printable, < AKT_PARAM_TEXT_MAX), see check */
+    AKT_PT_STRING = 4, /* free text (printable, < AKT_PARAM_TEXT_MAX), see check */
+    /* Integers in [lo, hi] ("100,200" or "none"): the run settings'
+     * milestones (akt/run.h). A plugin table may not use it (refused at
+     * load: akt_param_values has no room for a list). */
+    AKT_PT_LIST = 5
 };
 
 /* Checks a STRING value: 0, or -1 with why filled (host-side validation,

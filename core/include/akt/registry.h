@@ -2,6 +2,7 @@
 #ifndef AKT_REGISTRY_H
 #define AKT_REGISTRY_H
 
+#include "akt/params.h"
 #include "akt/plugin.h"
 
 #ifdef __cplusplus

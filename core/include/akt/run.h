@@ -6,6 +6,7 @@
 #define AKT_RUN_H
 
 #include "akt/data.h"
+#include "akt/params.h"
 #include "akt/registry.h"
 #include "akt/student.h"
 
@@ -40,25 +41,59 @@ struct akt_run_config {
     char out_path[1024];        /* results HDF5, or "" for none */
 };
 
-/* SPEC defaults for everything but paths and plugin names. */
+/* ------------------------------------------------------ run settings ---
+ * Every run setting is one entry of a table (akt_run_settings): a
+ * parameter table entry, the type plugins describe their parameters with
+ * (key, type, default, range, help; akt/plugin.h), plus where the value
+ * lives in struct akt_run_config. `--set`, YAML experiments, the stored
+ * config YAML, `akt train --help` and README.md's list all come from it,
+ * and values are parsed by akt_param_parse (akt/params.h), as plugin
+ * parameters are. */
+enum {
+    AKT_SETTING_PLUGIN = 1,   /* generator, loss: a plugin name; setting it resets its parameters */
+    AKT_SETTING_ALIAS = 2,    /* bits: sets two int fields (off, off2); not stored itself */
+    AKT_SETTING_UNSTORED = 4, /* out: not part of the stored config */
+    AKT_SETTING_QUOTED = 8    /* ids and paths: double-quoted in the stored YAML */
+};
+
+struct akt_run_setting {
+    struct akt_param_def def; /* key, type, default (def / def_text), range, help */
+    /* The field in struct akt_run_config and its size: FLOAT a float, INT,
+     * BOOL and CHOICE an int (or a uint64_t when size is 8: seed; a CHOICE
+     * is an enum whose values are the choice indices), STRING a char array,
+     * LIST an int array (its count at off2). */
+    size_t off, size;
+    size_t off2;              /* LIST: the int count; ALIAS: the second int */
+    unsigned flags;           /* AKT_SETTING_* */
+};
+
+/* The table, in the order of the stored config; *n entries. */
+const struct akt_run_setting *akt_run_settings(int *n);
+/* The entry of key, or NULL. */
+const struct akt_run_setting *akt_run_setting_find(const char *key);
+/* The table as help text (malloc'd): markdown = 0, the lines of `akt train
+ * --help`; 1, the Markdown table of README.md (`akt train --help-settings`). */
+char *akt_run_settings_help(int markdown);
+
+/* The defaults of the table (SPEC's); no paths and plugin names. */
 void akt_run_config_defaults(struct akt_run_config *c);
-/* One setting as a user writes it (--set KEY=VALUE, a YAML key): run keys
- * (id, teacher, data, format, generator, loss, wbits, abits, bits (both),
- * epochs, iters, batch, seed, threads, warmup_epochs, tracker_epochs,
- * lr_student, lr_generator, momentum, weight_decay, milestones ("100,200" or
- * "none"), gamma, first_last_8bit, range_ema, eval_batch, eval_limit, out) and plugin
- * parameters generator.KEY / loss.KEY (validated against the plugin's table;
- * setting generator or loss resets that plugin's parameters to defaults, so
- * set names first). where prefixes errors ("exp.yaml:12:5" or "--set").
- * reg may be NULL only for run keys. */
+/* One setting as a user writes it (--set KEY=VALUE, a YAML key): a key of
+ * the table, or a plugin parameter generator.KEY / loss.KEY (validated
+ * against the plugin's table; setting generator or loss resets that
+ * plugin's parameters to defaults, so set names first). where names the
+ * source and is prefixed, with the key, to errors ("exp.yaml:12:5" or
+ * "--set"). reg may be NULL only for run keys. */
 int akt_run_config_set(struct akt_run_config *c, const struct akt_registry *reg, const char *key,
                        const char *value, const char *where, struct akt_error *e);
 /* Checks ranges and resolves the plugins; call before akt_run_train. */
 int akt_run_config_check(const struct akt_run_config *c, const struct akt_registry *reg,
                          struct akt_error *e);
 /* The expanded configuration as YAML text (stored with the results), written
- * by libyaml's emitter: a flat map of the keys akt_run_config_set takes.
- * malloc'd; NULL when it cannot be written (a path that is not UTF-8). */
+ * by libyaml's emitter: a flat map of the table's keys in table order (not
+ * bits and out), each plugin's parameters after its name. Floats are the
+ * shortest decimal that reads back as the same float (akt_param_format_num:
+ * 1e-4, not 9.99999975e-05). malloc'd; NULL when it cannot be written (a
+ * path that is not UTF-8). */
 char *akt_run_config_yaml(const struct akt_run_config *c, const struct akt_plugin *gen,
                           const struct akt_plugin *loss);
 /* Reads such text back with libyaml: fn(key, value, line) per pair in order
@@ -71,7 +106,9 @@ int akt_run_config_text_each(const char *text, akt_config_pair_fn fn, void *user
                              const char *where, struct akt_error *e);
 /* Compares two stored configs key by key: 0 the same, 1 different (the
  * differing keys, ", "-separated, into keys), < 0 when either cannot be
- * read as above. */
+ * read as above. Two numbers are the same value when they read back the
+ * same (as floats for the float run settings), however written: a config
+ * stored by an older akt (9.99999975e-05) matches today's (1e-4). */
 int akt_run_config_text_diff(const char *a, const char *b, char *keys, size_t n);
 /* The value of one top-level key of such text into buf: 0, or -1 when the
  * text cannot be read or has no such key. */
