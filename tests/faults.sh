@@ -10,7 +10,7 @@
 #                      end is bit-identical to an uninterrupted run. The
 #                      moments come from bash's $RANDOM seeded with
 #                      AKT_FAULT_SEED (default 1, printed): a failure is
-#                      replayed with the same seed
+#                      replayed with the same seed (AKT_QUICK: 10 kills)
 #   faults.sh disk     a full disk (an injected ENOSPC from the N-th write on,
 #                      tests/tools/killshim.c, at three moments; and a real
 #                      full tmpfs where `mount -t tmpfs` is allowed) and an
@@ -91,8 +91,10 @@ wait_line() {
 
 ref=$tmp/ref.h5
 make_ref() {
+    ref_t0=$(date +%s%N)
     "$akt" "${train_args[@]}" --quiet --out "$ref" >"$tmp/ref.out" 2>"$tmp/ref.err" ||
         not_ok "the uninterrupted run failed: $(tail -1 "$tmp/ref.err")"
+    ref_t1=$(date +%s%N)
 }
 
 # --- signals ------------------------------------------------------------
@@ -167,16 +169,15 @@ interrupt_run() {
 
 # --- kills --------------------------------------------------------------
 kills() {
-    local seed=${AKT_FAULT_SEED:-1} want=${AKT_FAULT_KILLS:-20} d=$tmp/kills
+    # AKT_QUICK (the sanitizer build, several times slower): 10 kills
+    local seed=${AKT_FAULT_SEED:-1} want=${AKT_FAULT_KILLS:-${AKT_QUICK:+10}} d=$tmp/kills
+    want=${want:-20}
     mkdir -p "$d"
     echo "# SIGKILL moments from RANDOM=$seed (AKT_FAULT_SEED=$seed replays them)"
     RANDOM=$seed
-    local out=$d/out.h5 t0 t1 span
-    # the moments are spread over one uninterrupted run's wall time
-    t0=$(date +%s%N)
-    "$akt" "${train_args[@]}" --quiet --out "$d/timed.h5" >/dev/null 2>&1
-    t1=$(date +%s%N)
-    span=$(((t1 - t0) / 1000000)) # ms
+    local out=$d/out.h5 span
+    # the moments are spread over the uninterrupted run's wall time
+    span=$(((ref_t1 - ref_t0) / 1000000)) # ms
     local k=0 tries=0 seen="" st
     while [ $k -lt "$want" ] && [ $tries -lt $((want * 3)) ]; do
         tries=$((tries + 1))
@@ -225,6 +226,7 @@ kills() {
 # fault; fills why[]
 after_fault() {
     local name=$1 out=$2 err=$3 min=$4 beside=$5
+    echo "# $name: $(grep -m1 '^akt: error' "$err")"
     why+=("$(one_error "$err")")
     grep -qF "$out" "$err" || why+=("the error does not name the file ($out...): $(tail -1 "$err")")
     local f=$out.d/run.h5 ck r
@@ -334,6 +336,7 @@ read_only() {
     local st=$?
     [ $st -eq 1 ] || why+=("exit status $st, want 1")
     why+=("$(one_error "$d/err0")")
+    echo "# read-only from the start: $(grep -m1 '^akt: error' "$d/err0")"
     grep -qF "$out" "$d/err0" || why+=("the error does not name $out: $(tail -1 "$d/err0")")
     grep -q "Permission denied" "$d/err0" || why+=("the error does not say 'Permission denied'")
     [ ! -e "$out" ] || why+=("$out was made")
