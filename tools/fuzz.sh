@@ -54,7 +54,7 @@ printf '%-10s %12s %10s %s\n' target executions exec/s result
 classify() {
     local frame
     frame=$(sed -n '/ERROR\|deadly\|ALARM\|out-of-memory/,$p' "$1" | grep -E '^ *#[0-9]+ ' |
-        grep -vE 'libclang_rt|sanitizer_|asan_|ubsan_|interceptor|libc\.so|Fuzzer| in (malloc|calloc|realloc|free) ' |
+        grep -viE 'libclang_rt|sanitizer_|asan_|ubsan_|interceptor|libc\.so|fuzzer| in (malloc|calloc|realloc|free) ' |
         head -1 || true)
     if echo "$frame" | grep -q 'libhdf5' && [ -z "${AKT_FUZZ_STRICT:-}" ]; then
         echo hdf5
@@ -79,7 +79,7 @@ for t in ${targets:-yaml teacher cifar results}; do
         rc=0
         # -rss_limit_mb: the readers must refuse huge sizes, not allocate them
         (cd "$work" && AKT_FUZZ_SEEDS="$work/$t" "$bin" "$work/$t" -max_total_time="$left" \
-            -print_final_stats=1 -rss_limit_mb=2048 -timeout=30 \
+            -print_final_stats=1 -rss_limit_mb=2048 -timeout=10 \
             -artifact_prefix="$build/fuzz-artifacts/$t/" >"$log" 2>&1) || rc=$?
         n=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
         execs=$((execs + ${n:-0}))
