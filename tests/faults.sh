@@ -181,8 +181,8 @@ kills() {
     local k=0 tries=0 seen="" st
     while [ $k -lt "$want" ] && [ $tries -lt $((want * 3)) ]; do
         tries=$((tries + 1))
-        # 5%..25% of the run's time: a start and about one epoch
-        local ms=$((span / 20 + RANDOM % (span / 5 + 1)))
+        # 3%..15% of the run's time: a start and about one epoch
+        local ms=$((span / 30 + RANDOM % (span / 8 + 1)))
         "$akt" "${train_args[@]}" --quiet --out "$out" >"$d/out" 2>"$d/err" &
         local pid=$!
         sleep "$(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))"
