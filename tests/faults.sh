@@ -178,11 +178,13 @@ kills() {
     local out=$d/out.h5 span
     # the moments are spread over the uninterrupted run's wall time
     span=$(((ref_t1 - ref_t0) / 1000000)) # ms
-    local k=0 tries=0 seen="" st
+    local k=0 tries=0 seen="" st scale=1 last=none
     while [ $k -lt "$want" ] && [ $tries -lt $((want * 3)) ]; do
         tries=$((tries + 1))
-        # 3%..15% of the run's time: a start and about one epoch
-        local ms=$((span / 30 + RANDOM % (span / 8 + 1)))
+        # 2.5%..12.5% of the run's time (a start and about one epoch), times
+        # scale: on a loaded machine the runs get slower than the timed
+        # one, so a kill that found no new checkpoint lengthens the next
+        local ms=$(((span / 40 + RANDOM % (span / 10 + 1)) * scale))
         "$akt" "${train_args[@]}" --quiet --out "$out" >"$d/out" 2>"$d/err" &
         local pid=$!
         sleep "$(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))"
@@ -198,6 +200,12 @@ kills() {
             local f=$out.d/run.h5 ck=""
             [ -e "$f" ] && ck=$(attr "$f" /runs/run checkpoint_epoch)
             seen+=" ${ms}ms:${ck:-none}"
+            if [ "${ck:-none}" = "$last" ]; then
+                [ $scale -lt 8 ] && scale=$((scale + 1))
+            elif [ $scale -gt 1 ]; then
+                scale=$((scale - 1))
+            fi
+            last=${ck:-none}
         else
             wait $pid # finished before the kill
             st=$?
