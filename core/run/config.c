@@ -195,6 +195,15 @@ int akt_run_config_set(struct akt_run_config *c, const struct akt_registry *reg,
                                  "'%s' is not one of auto, cifar10, cifar100, cifar100-coarse", v);
         return 0;
     }
+    if (!strcmp(key, "keep_checkpoints")) {
+        if (!strcmp(v, "final"))
+            c->keep_checkpoints = AKT_KEEP_CHECKPOINT_FINAL;
+        else if (!strcmp(v, "none"))
+            c->keep_checkpoints = AKT_KEEP_CHECKPOINT_NONE;
+        else
+            return akt_error_set(e, AKT_EINVAL, w, "'%s' is not one of final, none", v);
+        return 0;
+    }
     if (!strcmp(key, "id"))
         return copy_str(c->id, sizeof c->id, v, w, key, e);
     if (!strcmp(key, "teacher"))
@@ -235,7 +244,8 @@ int akt_run_config_set(struct akt_run_config *c, const struct akt_registry *reg,
                          "unknown key (run keys: id teacher data format generator loss wbits abits "
                          "bits epochs iters batch seed threads warmup_epochs tracker_epochs "
                          "lr_student lr_generator momentum weight_decay milestones gamma "
-                         "first_last_8bit range_ema eval_batch eval_limit out; plugin parameters: "
+                         "first_last_8bit range_ema eval_batch eval_limit keep_checkpoints out; plugin "
+                         "parameters: "
                          "generator.KEY loss.KEY)");
 }
 
@@ -348,7 +358,7 @@ static int emit_config(yaml_emitter_t *em, const struct akt_run_config *c,
     ok = ok && emit_int(em, "wbits", c->wbits) && emit_int(em, "abits", c->abits) &&
          emit_int(em, "epochs", c->epochs) && emit_int(em, "iters", c->iters) &&
          emit_int(em, "batch", c->batch) && emit_int(em, "seed", (long long)c->seed) &&
-         emit_int(em, "threads", c->threads) && emit_int(em, "warmup_epochs", c->warmup_epochs) &&
+         emit_int(em, "warmup_epochs", c->warmup_epochs) &&
          emit_int(em, "tracker_epochs", c->tracker_epochs);
     ok = ok && emit_float(em, "lr_student", c->lr_student) &&
          emit_float(em, "lr_generator", c->lr_generator) &&
@@ -524,6 +534,14 @@ static void add_key(char *buf, size_t n, const char *key)
     snprintf(buf + l, n - l, "%s%s", l ? ", " : "", key);
 }
 
+/* Execution settings: how a run is computed, not what it computes, so not
+ * part of its identity. Configs that earlier akt versions stored still have
+ * them. */
+static int is_execution_key(const char *key)
+{
+    return !strcmp(key, "threads");
+}
+
 int akt_run_config_text_diff(const char *a, const char *b, char *keys, size_t n)
 {
     struct kv_list la = {0}, lb = {0};
@@ -534,6 +552,8 @@ int akt_run_config_text_diff(const char *a, const char *b, char *keys, size_t n)
         rc = akt_run_config_text_each(b, kv_add, &lb, "config", NULL);
     int differ = 0;
     for (int i = 0; !rc && i < la.n; i++) {
+        if (is_execution_key(la.key[i]))
+            continue;
         const char *v = kv_get(&lb, la.key[i]);
         if (!v || strcmp(v, la.val[i])) {
             differ = 1;
@@ -541,7 +561,7 @@ int akt_run_config_text_diff(const char *a, const char *b, char *keys, size_t n)
         }
     }
     for (int i = 0; !rc && i < lb.n; i++)
-        if (!kv_get(&la, lb.key[i])) {
+        if (!is_execution_key(lb.key[i]) && !kv_get(&la, lb.key[i])) {
             differ = 1;
             add_key(keys, n, lb.key[i]);
         }

@@ -36,7 +36,11 @@ struct akt_run_config {
     int eval_batch;
     int eval_limit;             /* > 0: evaluate on the first N records only (tests) */
     char out_path[1024];        /* results HDF5, or "" for none */
+    /* storage, not identity (not in the stored config): whether a finished
+     * run keeps its checkpoint group (AKT_KEEP_CHECKPOINT_*) */
+    int keep_checkpoints;
 };
+enum { AKT_KEEP_CHECKPOINT_FINAL = 0, AKT_KEEP_CHECKPOINT_NONE = 1 };
 
 /* SPEC defaults for everything but paths and plugin names. */
 void akt_run_config_defaults(struct akt_run_config *c);
@@ -44,7 +48,8 @@ void akt_run_config_defaults(struct akt_run_config *c);
  * (id, teacher, data, format, generator, loss, wbits, abits, bits (both),
  * epochs, iters, batch, seed, threads, warmup_epochs, tracker_epochs,
  * lr_student, lr_generator, momentum, weight_decay, milestones ("100,200" or
- * "none"), gamma, first_last_8bit, range_ema, eval_batch, eval_limit, out) and plugin
+ * "none"), gamma, first_last_8bit, range_ema, eval_batch, eval_limit,
+ * keep_checkpoints (final|none), out) and plugin
  * parameters generator.KEY / loss.KEY (validated against the plugin's table;
  * setting generator or loss resets that plugin's parameters to defaults, so
  * set names first). where prefixes errors ("exp.yaml:12:5" or "--set").
@@ -69,7 +74,8 @@ int akt_run_config_text_each(const char *text, akt_config_pair_fn fn, void *user
                              const char *where, struct akt_error *e);
 /* Compares two stored configs key by key: 0 the same, 1 different (the
  * differing keys, ", "-separated, into keys), < 0 when either cannot be
- * read as above. */
+ * read as above. Execution settings (threads, which configs of earlier akt
+ * versions hold) are not compared: they do not change what a run is. */
 int akt_run_config_text_diff(const char *a, const char *b, char *keys, size_t n);
 /* The value of one top-level key of such text into buf: 0, or -1 when the
  * text cannot be read or has no such key. */
@@ -96,6 +102,9 @@ struct akt_run_callbacks {
     void (*epoch)(const struct akt_epoch_report *r, void *user);
     volatile int *stop;         /* set non-zero (e.g. by SIGINT) to stop after saving */
     void *user;
+    /* may be NULL: a note for the user, e.g. a resume under another thread
+     * count (not an error: the run goes on) */
+    void (*note)(const char *msg, void *user);
 };
 
 int akt_run_train(const struct akt_run_config *c, const struct akt_registry *reg,
