@@ -135,6 +135,8 @@ int akt__inputs_find(struct akt_results *f, const char *file, const char *id,
         char *sha = akt_results_run_str(f, id, name);
         /* where it was, where the config says, then the same names under
          * AKT_DATA and beside the results file */
+        char hint[1100]; /* the name to look for, e.g. teachers/x.h5 */
+        snprintf(hint, sizeof hint, "%s", tail_of(stored && *stored ? stored : p, 2));
         const char *name_of = stored && *stored ? stored : p;
         char cand[8][3400];
         int n = 0;
@@ -165,9 +167,8 @@ int akt__inputs_find(struct akt_results *f, const char *file, const char *id,
             char w[1400];
             snprintf(w, sizeof w, "%s:/runs/%s", file, id);
             return akt_error_set(e, AKT_EIO, w,
-                                 "the run's %s file is not found: tried %s; set AKT_DATA to "
-                                 "the folder that holds %s", KEY[k], t.text,
-                                 tail_of(name_of, 2));
+                                 "the run's %s file is not found (set AKT_DATA to the folder "
+                                 "that holds %s); tried %s", KEY[k], hint, t.text);
         }
         if (strlen(cand[found]) >= sizeof c->teacher_path)
             return akt_error_set(e, AKT_EINVAL, cand[found], "path too long");
