@@ -100,6 +100,19 @@ for _ in $(seq 1 600); do # until epoch 0 is saved in the run file
     "$AKT" status "$S" 2>/dev/null | grep -qE "^$ID +running +[12]/3 " && break
     sleep 0.1
 done
+# results/README.md's "A sweep in progress" example, on the file being written
+PY=/usr/bin/python3
+if [ -x "$PY" ] && "$PY" -c 'import h5py' 2>/dev/null; then
+    awk '/^# The newest top-1 of every run/,/^```$/' "$(dirname "$0")/../results/README.md" |
+        grep -v '^```' | sed "s|\"sweep.h5\"|\"$S\"|" >"$tmp/live.py"
+    run "$PY" "$tmp/live.py"
+    why=()
+    [ "$rc" -eq 0 ] || why+=("exit status $rc")
+    grep -qE "^$ID running [12] epochs [0-9.]+$" "$tmp/out" || why+=("no '$ID running N epochs TOP1' line")
+    report "results/README.md's live-reading example on a run in progress" "${why[@]}"
+else
+    report "results/README.md's live-reading example # SKIP no /usr/bin/python3 with h5py"
+fi
 kill -INT "$bg"
 wait "$bg"
 bg=
