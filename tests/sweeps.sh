@@ -82,6 +82,27 @@ grep -qE '^gdfq-logit-w3a3\.r2 .* skipped$' "$tmp/out" || why+=("run .r2 is not 
 h5dump -n "$F" | grep -q '\.r3' && why+=("a run .r3 was made")
 report "the same command again finds ID.r2 (skipped, no .r3)" "${why[@]}"
 
+# ---- 5. progress: per iteration with an ETA on a terminal, per epoch always
+sed 's/iters: 2,/iters: 3,/' "$tmp/t.yaml" >"$tmp/p.yaml"
+run "$AKT" run "$tmp/p.yaml" --out "$tmp/p1.h5" --threads 1
+why=()
+[ "$rc" -eq 0 ] || why+=("exit status $rc, want 0")
+grep -qE '^gdfq-logit-w4a4 epoch 0 \(1/2\)  top1 [0-9.]+ .* ETA [0-9]+s$' "$tmp/err" || why+=("no epoch line 'ID epoch 0 (1/2) ... ETA Ns'")
+grep -qE '^gdfq-logit-w4a4 epoch 1 \(2/2\) .* ETA 0s$' "$tmp/err" || why+=("no last epoch line 'epoch 1 (2/2) ... ETA 0s'")
+grep -q 'iter ' "$tmp/err" && why+=("iteration lines without a terminal")
+report "akt run without a terminal: one line per epoch, 0-based, with an ETA" "${why[@]}"
+if command -v script >/dev/null; then
+    run script -qec "'$AKT' run '$tmp/p.yaml' --out '$tmp/p2.h5' --threads 1" /dev/null
+    why=()
+    [ "$rc" -eq 0 ] || why+=("exit status $rc, want 0")
+    tr '\r' '\n' <"$tmp/out" | sed 's/\x1b\[K//g' >"$tmp/tty"
+    grep -qE '^gdfq-logit-w3a3 epoch 1 \(2/2\)  iter 3/3  loss_g [0-9.]+  loss_q [0-9.]+  [0-9.]+ it/s  ETA [0-9]+s' "$tmp/tty" ||
+        why+=("no iteration line 'ID epoch 1 (2/2)  iter 3/3 ... it/s  ETA Ns'")
+    report "akt run on a terminal: a line per iteration with the rate and an ETA" "${why[@]}"
+else
+    report "akt run on a terminal # SKIP no script(1)"
+fi
+
 # ---- 2. interrupted, resumed with another --threads
 cat >"$tmp/s.yaml" <<'EOF'
 name: s

@@ -134,26 +134,24 @@ static void tagged_path(char *buf, size_t n, const char *out, const char *tag)
     snprintf(buf, n, "%.*s.%s.h5", (int)(h5 ? l - 3 : l), out, tag);
 }
 
-/* The stored config of run `id` in view v against c's; 0 the same (or not
- * stored: *stored = 0), 1 different (keys into keys), < 0 unreadable. */
+/* The stored config of run c->id in view v against c's: 0 the same (or not
+ * stored), 1 different or unreadable (the keys that differ into keys). */
 static int stored_differs(struct akt_results_view *v, const struct akt_run_config *c,
-                          const struct akt_registry *reg, int *stored, char *keys, size_t n)
+                          const struct akt_registry *reg, char *keys, size_t n)
 {
     keys[0] = 0;
-    *stored = 0;
     int k = -1;
     for (int i = 0; i < v->n && k < 0; i++)
         if (!strcmp(v->ids[i], c->id))
             k = i;
     if (k < 0)
         return 0;
-    *stored = 1;
     char *text = akt_results_run_str(v->where[k], c->id, "config");
     char *yaml = akt_run_config_yaml(c, akt_registry_find(reg, AKT_PLUGIN_GENERATOR, c->generator),
                                      akt_registry_find(reg, AKT_PLUGIN_LOSS, c->loss));
     int d = text && yaml ? akt_run_config_text_diff(text, yaml, keys, n) : -1;
     if (d < 0)
-        snprintf(keys, n, "the stored config cannot be read");
+        snprintf(keys, n, "unknown: the stored config cannot be read");
     free(text);
     free(yaml);
     return d < 0 ? 1 : d;
@@ -166,7 +164,7 @@ static int stored_differs(struct akt_results_view *v, const struct akt_run_confi
  * of the experiment has) or holds this very configuration, so that running
  * the same command again finds it. */
 static int check_stored(struct akt_experiment *x, const struct akt_registry *reg,
-                        const char *out, const char *mine, int rerun, int quiet)
+                        const char *out, const char *mine, int rerun)
 {
     char dir[1200];
     int exists = 0, have_dir = 0;
@@ -185,8 +183,7 @@ static int check_stored(struct akt_experiment *x, const struct akt_registry *reg
     for (int i = 0; i < x->n_runs; i++) {
         struct akt_run_config *c = &x->runs[i].config;
         char keys[400], orig[sizeof c->id];
-        int stored = 0;
-        if (!mine[i] || !stored_differs(&v, c, reg, &stored, keys, sizeof keys))
+        if (!mine[i] || !stored_differs(&v, c, reg, keys, sizeof keys))
             continue;
         if (!rerun) {
             fprintf(stderr, "akt: error: %s: run '%s' is stored with another configuration "
@@ -210,7 +207,7 @@ static int check_stored(struct akt_experiment *x, const struct akt_registry *reg
                 continue;
             snprintf(c->id, sizeof c->id, "%s", cand);
             char k2[400];
-            found = !stored_differs(&v, c, reg, &stored, k2, sizeof k2);
+            found = !stored_differs(&v, c, reg, k2, sizeof k2);
         }
         if (!found) {
             fprintf(stderr, "akt: error: %s: run '%s' is stored with another configuration "
@@ -219,7 +216,7 @@ static int check_stored(struct akt_experiment *x, const struct akt_registry *reg
             refused++;
             continue;
         }
-        (void)quiet; /* said even with --quiet: the table lists the new id */
+        /* said even with --quiet: the table lists the new id */
         fprintf(stderr, "akt: note: run '%s' is stored with another configuration (keys: "
                             "%s): this one runs as '%s'\n", orig, keys, c->id);
     }
@@ -380,7 +377,7 @@ static int run_main(int argc, char **argv)
     AKT_ASSERT(mine);
     for (int i = 0; i < x.n_runs; i++)
         mine[i] = MINE(i);
-    int refused = check_stored(&x, &reg, out, mine, rerun, quiet);
+    int refused = check_stored(&x, &reg, out, mine, rerun);
     free(mine);
     if (refused && !mpi) {
         akt_experiment_free(&x);
