@@ -24,6 +24,13 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/akt_sweeps.XXXXXX") || exit 1
 bg=
 trap '[ -n "$bg" ] && kill -9 "$bg" 2>/dev/null; rm -rf "$tmp"' EXIT
 . "$(dirname "$0")/tap.sh"
+# tap.sh's run, keeping every stderr: none may hold a sanitizer report
+run() {
+    last_cmd="$*"
+    timeout 600 "$@" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    cat "$tmp/err" >>"$tmp/all_err"
+}
 
 # attr FILE OBJECT NAME: a string or number attribute's value (h5dump)
 attr() {
@@ -251,5 +258,9 @@ why=()
 [ "$rc" -eq 2 ] || why+=("exit status $rc, want 2")
 grep -q "keep_checkpoints: 'some' is not one of final, none" "$tmp/err" || why+=("no error naming the key and its values")
 report "keep_checkpoints: a bad value is refused" "${why[@]}"
+
+why=()
+grep -qE 'Sanitizer|runtime error' "$tmp/all_err" && why+=("$(grep -m1 -E 'Sanitizer|runtime error' "$tmp/all_err")")
+report "no sanitizer report in any command's stderr" "${why[@]}"
 
 finish
