@@ -128,6 +128,7 @@ const char *akt_cli_default_path(const char *rel, char *buf, size_t n)
 int main(int argc, char **argv)
 {
     set_omp_wait_policy(argv);
+    akt_provenance_set_args(argc, argv); /* written into every results file it makes */
     if (argc < 2) {
         fputs(USAGE, stderr);
         return 2;

@@ -477,13 +477,15 @@ out:
 /* The epoch's metric rows and the checkpoint after it, in one atomic
  * replacement of the run file. */
 static int save_epoch(struct akt_run_store *st, struct run *r, int epoch,
-                      const struct akt_epoch_report *rep, float lr_s, float lr_g,
+                      const struct akt_epoch_report *rep, float lr_s, float lr_g, int best,
                       struct akt_error *e)
 {
     struct akt_results *h = NULL;
     int rc = akt__store_edit(st, &h, e);
     if (!rc)
         rc = write_epoch(h, r->c->id, r, epoch, rep, lr_s, lr_g, e);
+    if (!rc && best) /* the best epoch's student, kept beside the final one */
+        rc = akt__best_save(h, r->c->id, r, epoch, rep->top1, e);
     if (!rc)
         rc = akt__checkpoint_save(h, r->c->id, r, epoch + 1, e);
     if (rc) {
@@ -512,6 +514,8 @@ int akt_run_train(const struct akt_run_config *c, const struct akt_registry *reg
     int start = 0, finished = 0;
     if (to_file && ((rc = akt__store_open(&st, r, res, &start, &finished, e)) || finished))
         goto done; /* refused (nothing written), or finished before: reported as stored */
+    if (st.note[0] && cb && cb->note)
+        cb->note(st.note, cb->user);
     {
         struct akt_eval_result er;
         if ((rc = akt_evaluate(&r->teacher, NULL, &r->data, c->eval_batch, NULL, NULL, &er, e))) {
@@ -626,7 +630,8 @@ int akt_run_train(const struct akt_run_config *c, const struct akt_registry *reg
         }
         res->final_top1 = rep.top1;
         res->epochs_done = epoch + 1;
-        if (to_file && (rc = save_epoch(&st, r, epoch, &rep, lr_s, lr_g, e)))
+        if (to_file && (rc = save_epoch(&st, r, epoch, &rep, lr_s, lr_g,
+                                        res->best_epoch == epoch, e)))
             goto done;
         if (cb && cb->epoch)
             cb->epoch(&rep, cb->user);
