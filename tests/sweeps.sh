@@ -256,7 +256,7 @@ report "akt hessian on a run without checkpoint: a clear error" "${why[@]}"
 run "$AKT" train --generator gdfq --loss logit --epochs 1 --set keep_checkpoints=some --out "$tmp/x.h5"
 why=()
 [ "$rc" -eq 2 ] || why+=("exit status $rc, want 2")
-grep -q "keep_checkpoints: 'some' is not one of final, none" "$tmp/err" || why+=("no error naming the key and its values")
+grep -q "keep_checkpoints: 'some' is not one of: final, none" "$tmp/err" || why+=("no error naming the key and its values")
 report "keep_checkpoints: a bad value is refused" "${why[@]}"
 
 why=()
