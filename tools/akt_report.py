@@ -339,11 +339,11 @@ def plot_top1(plt, runs, path):
         if "top1" not in r.metrics:
             continue
         step, value = r.metrics["top1"]
-        ax.plot(step + 1, value.reshape(len(value), -1)[:, 0],
+        ax.plot(step, value.reshape(len(value), -1)[:, 0],
                 marker=MARKERS[i % len(MARKERS)] if len(step) < 30 else None,
                 markersize=5, markerfacecolor="none", color=cmap(i % cmap.N), label=r.label,
                 linestyle="-" if r.status == "done" else "--")
-    ax.set_xlabel("epoch")
+    ax.set_xlabel("epoch (0-based, as stored)")
     ax.set_ylabel("top-1 (%)")
     ax.set_title("student top-1 per epoch (dashed: not done)")
     ax.grid(True, alpha=0.3)
@@ -373,7 +373,7 @@ def plot_losses(plt, runs, path):
             step, value = r.metrics[name]
             v = value.reshape(len(value), -1)[:, 0]
             positive = positive and bool(np.all(v > 0))
-            (line,) = ax.plot(step + 1, v, color=cmap(i % cmap.N), linewidth=1.2,
+            (line,) = ax.plot(step, v, color=cmap(i % cmap.N), linewidth=1.2,
                               marker=MARKERS[i % len(MARKERS)] if len(step) < 30 else None,
                               markersize=4, markerfacecolor="none",
                               linestyle="-" if r.status == "done" else "--")
@@ -384,7 +384,7 @@ def plot_losses(plt, runs, path):
             if hi > 50 * lo:
                 ax.set_yscale("log")
         ax.set_title(name, fontsize=10)
-        ax.set_xlabel("epoch", fontsize=8)
+        ax.set_xlabel("epoch (0-based)", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(True, alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)

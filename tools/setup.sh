@@ -1,5 +1,6 @@
 #!/bin/sh
-# Installs akt's build and test dependencies (Debian 12) and builds it.
+# Installs akt's build and test dependencies (Debian 12; clang and its
+# libFuzzer runtime for tools/fuzz.sh) and builds it.
 # Usage: tools/setup.sh [BUILD_DIR]   (default: build)
 set -eu
 cd "$(dirname "$0")/.."
@@ -7,7 +8,7 @@ build=${1:-build}
 
 pkgs="meson ninja-build gcc pkg-config libopenblas-dev libhdf5-dev hdf5-tools libyaml-dev
       libcmocka-dev python3-h5py python3-numpy python3-matplotlib python3-pandas python3-yaml
-      python3-torch python3-onnx"
+      python3-torch python3-onnx clang libclang-rt-14-dev"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

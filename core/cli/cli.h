@@ -42,4 +42,22 @@ const char *akt_cli_default_path(const char *rel, char *buf, size_t n);
 /* A library log line (akt_run_callbacks.log) on stderr as "akt: LINE". */
 void akt_cli_log(const char *line, void *user);
 
+/* Training progress on stderr (cli/progress.c), for akt train and akt run:
+ * with tty, a line rewritten per iteration (rate, ETA); a line per epoch
+ * unless quiet; label (may be NULL) starts each line. */
+struct akt_epoch_report;
+struct akt_cli_progress {
+    int tty, quiet, shown;
+    const char *label;
+    long first;  /* the first global iteration seen (-1: none yet) */
+    double t0, rate;
+};
+void akt_cli_progress_init(struct akt_cli_progress *p, int tty, int quiet, const char *label);
+void akt_cli_progress_iter(struct akt_cli_progress *p, int epoch, int epochs, int iter,
+                           int iters, double lg, double lq);
+void akt_cli_progress_epoch(struct akt_cli_progress *p, const struct akt_epoch_report *r,
+                            int iters);
+/* "akt: note: MSG" (also when quiet). */
+void akt_cli_progress_note(struct akt_cli_progress *p, const char *msg);
+
 #endif

@@ -57,6 +57,7 @@ static const char *USAGE =
 int main(int argc, char **argv)
 {
     set_omp_wait_policy(argv);
+    akt_provenance_set_args(argc, argv); /* written into every results file it makes */
     if (argc < 2) {
         fputs(USAGE, stderr);
         return 2;

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "akt/akt.h"
@@ -22,8 +23,9 @@ static const char *RUN_USAGE =
     "\n"
     "Expands the experiment's matrix (schema: experiments/README.md), validates\n"
     "every run, then trains them in order into one results file. Runs already\n"
-    "marked done in that file are skipped; unfinished ones resume. Ends with a\n"
-    "table: id, best_top1, final_top1, status.\n"
+    "marked done in that file with the same configuration are skipped;\n"
+    "unfinished ones resume; a stored run with another configuration is refused\n"
+    "(see --rerun-changed). Ends with a table: id, best_top1, final_top1, status.\n"
     "\n"
     "  --out FILE.h5     results file (default NAME.h5 in the current folder,\n"
     "                    NAME from the experiment's name:)\n"
@@ -33,7 +35,14 @@ static const char *RUN_USAGE =
     "                    (Slurm: --array=0-N-1 and --shard $SLURM_ARRAY_TASK_ID/\n"
     "                    $SLURM_ARRAY_TASK_COUNT). Default --out NAME.shardIofN.h5;\n"
     "                    join the shards with 'akt merge'\n"
-    "  --threads N       worker threads for every run (overrides the file)\n"
+    "  --threads N       worker threads for every run (overrides the file). An\n"
+    "                    execution setting, not part of a run's identity: an\n"
+    "                    unfinished run resumes under another count (with a note:\n"
+    "                    bit-identity is promised for one thread count only)\n"
+    "  --rerun-changed   a run whose stored configuration differs from the\n"
+    "                    experiment's runs again as ID.r2 (ID.r3, ...: the first id\n"
+    "                    that is free or holds this configuration); without it such\n"
+    "                    a run stops the whole command before anything runs\n"
     "  --set KEY=VALUE   a run setting or plugin parameter for every run, after the\n"
     "                    file's (keys: 'akt train --help'); repeatable, validated\n"
     "                    as the file is, recorded in each run's stored config\n"
@@ -59,16 +68,26 @@ static void on_signal(int sig)
 }
 
 struct progress {
-    int quiet;
-    const char *id;
+    struct akt_cli_progress p;
+    int epochs, iters;
 };
+
+static void on_iter(int epoch, int iter, int iters, double lg, double lq, void *user)
+{
+    struct progress *p = user;
+    akt_cli_progress_iter(&p->p, epoch, p->epochs, iter, iters, lg, lq);
+}
 
 static void on_epoch(const struct akt_epoch_report *r, void *user)
 {
-    const struct progress *p = user;
-    if (!p->quiet)
-        fprintf(stderr, "  %s epoch %d/%d  top1 %.2f  loss_g %.4f  loss_q %.4f  %.1fs\n", p->id,
-                r->epoch + 1, r->epochs, r->top1, r->loss_g, r->loss_q, r->seconds);
+    struct progress *p = user;
+    akt_cli_progress_epoch(&p->p, r, p->iters);
+}
+
+static void on_note(const char *msg, void *user)
+{
+    struct progress *p = user;
+    akt_cli_progress_note(&p->p, msg);
 }
 
 static void print_run(int i, const struct akt_run_config *c)
@@ -119,6 +138,96 @@ static void tagged_path(char *buf, size_t n, const char *out, const char *tag)
     snprintf(buf, n, "%.*s.%s.h5", (int)(h5 ? l - 3 : l), out, tag);
 }
 
+/* The stored config of run c->id in view v against c's: 0 the same (or not
+ * stored), 1 different or unreadable (the keys that differ into keys). */
+static int stored_differs(struct akt_results_view *v, const struct akt_run_config *c,
+                          const struct akt_registry *reg, char *keys, size_t n)
+{
+    keys[0] = 0;
+    int k = -1;
+    for (int i = 0; i < v->n && k < 0; i++)
+        if (!strcmp(v->ids[i], c->id))
+            k = i;
+    if (k < 0)
+        return 0;
+    char *text = akt_results_run_str(v->where[k], c->id, "config");
+    char *yaml = akt_run_config_yaml(c, akt_registry_find(reg, AKT_PLUGIN_GENERATOR, c->generator),
+                                     akt_registry_find(reg, AKT_PLUGIN_LOSS, c->loss));
+    int d = text && yaml ? akt_run_config_text_diff(text, yaml, keys, n) : -1;
+    if (d < 0)
+        snprintf(keys, n, "unknown: the stored config cannot be read");
+    free(text);
+    free(yaml);
+    return d < 0 ? 1 : d;
+}
+
+/* Stale results are never reused: every run of this process (mine[i]) that
+ * OUT (or a run file beside it) holds with another configuration is
+ * refused, all of them named, before anything runs; with rerun it takes the
+ * first id ID.rN (N = 2, 3, ...) that is stored nowhere (and no other run
+ * of the experiment has) or holds this very configuration, so that running
+ * the same command again finds it. */
+static int check_stored(struct akt_experiment *x, const struct akt_registry *reg,
+                        const char *out, const char *mine, int rerun)
+{
+    char dir[1200];
+    int exists = 0, have_dir = 0;
+    struct akt_error e = {0};
+    if (akt_file_check(out, &exists, &e))
+        return akt_cli_fail(&e);
+    struct stat st;
+    if (!akt_results_run_dir(out, dir, sizeof dir))
+        have_dir = stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
+    if (!exists && !have_dir)
+        return 0;
+    struct akt_results_view v;
+    if (akt_results_view_open(&v, out, &e))
+        return akt_cli_fail(&e);
+    int refused = 0;
+    for (int i = 0; i < x->n_runs; i++) {
+        struct akt_run_config *c = &x->runs[i].config;
+        char keys[400], orig[sizeof c->id];
+        if (!mine[i] || !stored_differs(&v, c, reg, keys, sizeof keys))
+            continue;
+        if (!rerun) {
+            fprintf(stderr, "akt: error: %s: run '%s' is stored with another configuration "
+                            "(keys: %s); its results are not reused: run it under a new id with "
+                            "--rerun-changed, or use another --out (nothing was run)\n",
+                    out, c->id, keys);
+            refused++;
+            continue;
+        }
+        snprintf(orig, sizeof orig, "%s", c->id);
+        int found = 0;
+        for (int r = 2; r < 10000 && !found; r++) {
+            char cand[sizeof c->id + 16];
+            snprintf(cand, sizeof cand, "%s.r%d", orig, r);
+            if (strlen(cand) >= sizeof c->id)
+                break;
+            int taken = 0;
+            for (int j = 0; j < x->n_runs && !taken; j++)
+                taken = j != i && !strcmp(x->runs[j].config.id, cand);
+            if (taken)
+                continue;
+            snprintf(c->id, sizeof c->id, "%s", cand);
+            char k2[400];
+            found = !stored_differs(&v, c, reg, k2, sizeof k2);
+        }
+        if (!found) {
+            fprintf(stderr, "akt: error: %s: run '%s' is stored with another configuration "
+                            "(keys: %s) and no free id '%s.rN' is left\n", out, orig, keys, orig);
+            snprintf(c->id, sizeof c->id, "%s", orig);
+            refused++;
+            continue;
+        }
+        /* said even with --quiet: the table lists the new id */
+        fprintf(stderr, "akt: note: run '%s' is stored with another configuration (keys: "
+                            "%s): this one runs as '%s'\n", orig, keys, c->id);
+    }
+    akt_results_view_close(&v);
+    return refused ? 1 : 0;
+}
+
 /* MPI: rank and size of the job, size 1 when not launched by an MPI starter. */
 static int g_rank, g_size = 1;
 #ifdef AKT_WITH_MPI
@@ -165,9 +274,10 @@ static int run_main(int argc, char **argv)
         {"threads", required_argument, 0, 'j'}, {"plugin-dir", required_argument, 0, 'P'},
         {"quiet", no_argument, 0, 'q'},         {"help", no_argument, 0, 'h'},
         {"shard", required_argument, 0, 's'},   {"set", required_argument, 0, 'S'},
-        {0, 0, 0, 0}};
+        {"rerun-changed", no_argument, 0, 'R'}, {0, 0, 0, 0}};
     const char *out = NULL, *dirs[MAX_DIRS];
-    int n_dirs = 0, dry = 0, quiet = 0, threads = 0, shard_i = 0, shard_n = 1, sharded = 0;
+    int n_dirs = 0, dry = 0, quiet = 0, threads = 0, shard_i = 0, shard_n = 1, sharded = 0,
+        rerun = 0;
     struct akt_experiment_setting sets[MAX_SETS];
     char kv[MAX_SETS][160];
     int n_sets = 0;
@@ -191,6 +301,7 @@ static int run_main(int argc, char **argv)
             dirs[n_dirs++] = optarg;
             break;
         case 'q': quiet = 1; break;
+        case 'R': rerun = 1; break;
         case 's':
             if (parse_shard(optarg, &shard_i, &shard_n))
                 return 2;
@@ -282,13 +393,27 @@ static int run_main(int argc, char **argv)
         return 0;
     }
 
+    /* a changed cell is refused (or renamed) before anything runs. Under
+     * MPI a rank that refuses still takes part in the collective calls */
+    char *mine = calloc((size_t)x.n_runs, 1);
+    AKT_ASSERT(mine);
+    for (int i = 0; i < x.n_runs; i++)
+        mine[i] = MINE(i);
+    int refused = check_stored(&x, &reg, out, mine, rerun);
+    free(mine);
+    if (refused && !mpi) {
+        akt_experiment_free(&x);
+        akt_registry_free(&reg);
+        return 1;
+    }
+
     struct outcome *oc = calloc((size_t)x.n_runs, sizeof *oc);
     AKT_ASSERT(oc);
     for (int i = 0; i < x.n_runs; i++)
         oc[i] = (struct outcome){-1, -1, ST_NOT_RUN};
     /* runs already done in the results file. Under MPI a rank that fails
      * here still takes part in the collective calls below (no hang). */
-    int failed = 0, open_failed = 0, out_exists = 0;
+    int failed = 0, open_failed = refused, out_exists = 0;
     struct akt_results *res_file = NULL;
     /* read only: every write goes through akt_run_train, under the lock */
     if ((rc = akt_file_check(out, &out_exists, &e)) ||
@@ -335,9 +460,11 @@ static int run_main(int argc, char **argv)
             c.threads = threads;
         if (!quiet)
             fprintf(stderr, "[%d/%d] %s\n", i + 1, x.n_runs, c.id);
-        struct progress prog = {.quiet = quiet, .id = c.id};
-        struct akt_run_callbacks cb = {
-            .epoch = on_epoch, .log = akt_cli_log, .stop = (volatile int *)&g_stop, .user = &prog};
+        struct progress prog = {.epochs = c.epochs, .iters = c.iters};
+        akt_cli_progress_init(&prog.p, isatty(2), quiet, c.id);
+        struct akt_run_callbacks cb = {.iteration = on_iter, .epoch = on_epoch,
+                                       .stop = (volatile int *)&g_stop, .user = &prog, .log = akt_cli_log,
+                                       .note = on_note};
         struct akt_run_result r;
         memset(&r, 0, sizeof r);
         struct akt_error re = {0};

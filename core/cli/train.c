@@ -45,8 +45,8 @@ static void on_signal(int sig)
 }
 
 struct progress {
-    int tty, quiet;
-    double t0;
+    struct akt_cli_progress p;
+    int epochs, iters;
     long kill_after, iters_done;
 };
 
@@ -57,24 +57,19 @@ static void on_iter(int epoch, int iter, int iters, double lg, double lq, void *
      * process SIGKILL itself after N iterations, at an exactly known point. */
     if (p->kill_after > 0 && ++p->iters_done >= p->kill_after)
         raise(SIGKILL);
-    if (!p->tty || p->quiet)
-        return;
-    double el = (akt_time_ms() - p->t0) / 1e3;
-    fprintf(stderr, "\repoch %d  iter %d/%d  loss_g %.4f  loss_q %.4f  %.2f it/s   ", epoch,
-            iter + 1, iters, lg, lq, (iter + 1) / (el > 0 ? el : 1e-9));
+    akt_cli_progress_iter(&p->p, epoch, p->epochs, iter, iters, lg, lq);
 }
 
 static void on_epoch(const struct akt_epoch_report *r, void *user)
 {
     struct progress *p = user;
-    if (p->quiet)
-        return;
-    if (p->tty)
-        fprintf(stderr, "\r\033[K");
-    fprintf(stderr, "epoch %d/%d  top1 %.2f  top5 %.2f  loss_g %.4f  loss_q %.4f  |g| %.3g  %.1fs\n",
-            r->epoch + 1, r->epochs, r->top1, r->top5, r->loss_g, r->loss_q, r->grad_norm,
-            r->seconds);
-    p->t0 = akt_time_ms();
+    akt_cli_progress_epoch(&p->p, r, p->iters);
+}
+
+static void on_note(const char *msg, void *user)
+{
+    struct progress *p = user;
+    akt_cli_progress_note(&p->p, msg);
 }
 
 #define MAX_SETS 64
@@ -193,19 +188,21 @@ int akt_cmd_train(int argc, char **argv)
 
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
-    struct progress prog = {.tty = isatty(2), .quiet = quiet, .t0 = akt_time_ms()};
+    struct progress prog = {.epochs = c.epochs, .iters = c.iters};
+    akt_cli_progress_init(&prog.p, isatty(2), quiet, NULL);
     const char *kill_env = getenv("AKT_KILL_AFTER_ITERS");
     prog.kill_after = kill_env ? atol(kill_env) : 0;
     struct akt_run_callbacks cb = {
-        .iteration = on_iter, .epoch = on_epoch, .log = akt_cli_log, .stop = (volatile int *)&g_stop, .user = &prog};
+        .iteration = on_iter, .epoch = on_epoch, .stop = (volatile int *)&g_stop, .user = &prog, .log = akt_cli_log,
+        .note = on_note};
     struct akt_run_result res;
     rc = akt_run_train(&c, &reg, &cb, &res, &e);
     akt_registry_free(&reg);
     if (rc)
         return akt_cli_fail(&e);
     if (!quiet)
-        fprintf(stderr, "teacher top1 %.2f, student before distillation %.2f, best epoch %d\n",
-                res.top1_fp, res.top1_before, res.best_epoch + 1);
+        fprintf(stderr, "teacher top1 %.2f, student before distillation %.2f, best epoch %d "
+                "(0-based)\n", res.top1_fp, res.top1_before, res.best_epoch);
     printf("best_top1=%.2f final_top1=%.2f\n", res.best_top1, res.final_top1);
     return 0;
 }

@@ -20,6 +20,7 @@
  * its lock, as a private copy that replaces it atomically; OUT's own run
  * files go once their runs are in OUT. */
 #include "akt/results.h"
+#include "akt/run.h"
 
 #include "h5attr.h"
 
@@ -211,10 +212,15 @@ static herr_t scan_one(hid_t runs, const char *name, const H5L_info_t *info, voi
     struct entry *old = table_find(c->t, name);
     if (old) {
         const struct source *o = &c->s->v[old->src];
-        if (strcmp(old->config, n.config)) {
+        char keys[400] = "";
+        /* key by key, so that execution settings (threads, in the configs of
+         * earlier akt versions) do not count */
+        if (strcmp(old->config, n.config) &&
+            akt_run_config_text_diff(old->config, n.config, keys, sizeof keys) != 0) {
             c->rc = akt_error_set(c->e, AKT_EINVAL, w,
-                                  "run '%s' is also in %s with a different configuration; "
-                                  "refusing to merge (nothing written)", name, o->path);
+                                  "run '%s' is also in %s with a different configuration%s%s%s; "
+                                  "refusing to merge (nothing written)", name, o->path,
+                                  *keys ? " (keys: " : "", keys, *keys ? ")" : "");
             free(n.config);
             return 1;
         }

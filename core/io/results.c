@@ -265,7 +265,10 @@ static int init_new_file(hid_t f)
     if (write_attr_i32(f, "akt_schema_version", AKT_RESULTS_SCHEMA) < 0 ||
         write_attr_str(f, "creator", CREATOR) < 0 || write_attr_str(f, "created", now) < 0 ||
         write_attr_str(f, "akt_version", AKT_VERSION) < 0 ||
-        write_attr_str(f, "akt_commit", AKT_GIT_COMMIT) < 0)
+        write_attr_str(f, "akt_commit", AKT_GIT_COMMIT[0] ? AKT_GIT_COMMIT : "unknown") < 0 ||
+        write_attr_str(f, "host", akt_provenance_host()) < 0 ||
+        write_attr_str(f, "command_line", akt_provenance_command_line()) < 0 ||
+        write_attr_str(f, "working_dir", akt_provenance_cwd()) < 0)
         return -1;
     hid_t g = H5Gcreate2(f, "runs", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (g < 0 || akt__h5_close(g) < 0)
@@ -778,6 +781,26 @@ int akt_results_set_attr(struct akt_results *r, const char *id, const char *name
                          struct akt_error *e)
 {
     return akt_results_attr_set(r, id, NULL, name, AKT_F64, &v, e);
+}
+
+int akt_results_set_attr_str(struct akt_results *r, const char *id, const char *name,
+                             const char *value, struct akt_error *e)
+{
+    char w[1400];
+    where_of(w, sizeof w, r, id, NULL);
+    if (!name_ok(name, 1) || is_reserved(name))
+        return akt_error_set(e, AKT_EINVAL, w,
+                             "attribute name '%s' is invalid or reserved (config, status, "
+                             "status_message, created)", name ? name : "(null)");
+    hid_t g = open_run(r, id, e);
+    if (g < 0)
+        return e ? e->code : AKT_EINVAL;
+    int rc = write_attr_str(g, name, value ? value : "") < 0
+                 ? akt_error_set(e, AKT_EIO, w, "writing attribute '%s' failed", name)
+                 : 0;
+    if (akt__h5_close(g) < 0 && !rc)
+        rc = akt_error_set(e, AKT_EIO, w, "closing the run group failed");
+    return rc;
 }
 
 int akt_results_get_attr(struct akt_results *r, const char *id, const char *name, double *v)

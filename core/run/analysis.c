@@ -246,7 +246,8 @@ int akt_run_hessian(const char *path, const char *id, const struct akt_registry 
         rc = akt_error_set(e, AKT_EFORMAT, where, "the stored config cannot be read");
         goto done;
     }
-    if ((rc = config_from_text(&c, reg, text, where, e)))
+    if ((rc = config_from_text(&c, reg, text, where, e)) ||
+        (rc = akt__inputs_find(out, src, id, &c, e))) /* also after a move */
         goto done;
     c.out_path[0] = 0;
     if (o->batch > 0)

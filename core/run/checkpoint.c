@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "akt_version.h"
+
 #define CKPT "checkpoint"
 #define RANGE_FIELDS 5 /* lo, hi, raw_lo, raw_hi, beta^updates */
 
@@ -212,8 +214,15 @@ int akt__checkpoint_load(struct akt_results *f, const char *file, const char *id
                              gepoch, ck);
     }
     if (!flat) {
+        char *keep = akt_results_run_str(f, id, "keep_checkpoints");
+        int dropped = keep && !strcmp(keep, "none");
+        free(keep);
+        snprintf(w, sizeof w, "%s:/runs/%s", file, id);
+        if (dropped)
+            return akt_error_set(e, AKT_EINVAL, w, "the run kept no checkpoint "
+                                 "(keep_checkpoints: none dropped it when the run finished); "
+                                 "rerun it with keep_checkpoints: final to analyse it");
         if (akt_results_get_attr(f, id, "checkpoint_slot", &slot) != 0 || (slot != 0 && slot != 1)) {
-            snprintf(w, sizeof w, "%s:/runs/%s", file, id);
             return akt_error_set(e, AKT_EFORMAT, w,
                                  "checkpoint_epoch is %d but there is no checkpoint (neither "
                                  CKPT "/@epoch nor a schema-1 checkpoint_slot 0 or 1)", ck);
@@ -340,9 +349,99 @@ static int status_of(struct akt_results *f, const char *file, const char *id, ch
     if (akt_results_get_status(f, id, buf, n) == 0)
         return 0;
     char w[1400];
-    snprintf(w, sizeof w, "%s:/runs/%s@status", file, id);
+    snprintf(w, sizeof w, "%.1200s:/runs/%.128s@status", file, id);
     return akt_error_set(e, AKT_EFORMAT, w, "cannot be read (damaged or edited file; nothing "
                          "was changed)");
+}
+
+/* ------------------------------------------------- the best epoch --- */
+
+int akt__best_save(struct akt_results *h, const char *id, const struct akt_run *r, int epoch,
+                   double top1, struct akt_error *e)
+{
+    const struct akt_resnet *n = &r->student.net;
+    int rc = 0;
+    for (int i = 0; i < n->n_params && !rc; i++) {
+        const struct akt_param *p = &n->params[i];
+        rc = akt_results_write_tensor(h, id, "tensors/best/student", p->name,
+                                      n->values + p->offset, p->ndim, p->shape, e);
+    }
+    const int na = n_acts(&r->student);
+    float *ranges = malloc(2 * (size_t)na * sizeof *ranges);
+    AKT_ASSERT(ranges);
+    for (int i = 0; i < na; i++) {
+        ranges[2 * i] = r->student.act[i].lo;
+        ranges[2 * i + 1] = r->student.act[i].hi;
+    }
+    if (!rc)
+        rc = akt_results_write_tensor(h, id, "tensors/best", "act_range", ranges, 2,
+                                      (int[]){na, 2}, e);
+    free(ranges);
+    if (!rc)
+        rc = akt_results_set_group_attr(h, id, "tensors/best", "epoch", epoch, e);
+    if (!rc)
+        rc = akt_results_set_group_attr(h, id, "tensors/best", "top1", top1, e);
+    return rc;
+}
+
+/* ------------------------------------------------------ provenance --- */
+
+/* @threads_history of a run that starts (ck = 0) or resumes at epoch ck with
+ * `threads` threads: "E:T,..." (from epoch E on, T threads), the stored
+ * history cut at ck, then this count when it differs from the last one. A
+ * resume under another count fills note. */
+static void threads_history(struct akt_results *src, const char *id, int ck, int threads,
+                            char *hist, size_t n, char *note, size_t nn)
+{
+    char old[1024] = "";
+    char *h = src && ck > 0 ? akt_results_run_str(src, id, "threads_history") : NULL;
+    if (h) {
+        snprintf(old, sizeof old, "%s", h);
+    } else if (src && ck > 0) { /* written by an akt that kept threads in @config */
+        char *cfg = akt_results_run_str(src, id, "config"), v[32];
+        if (cfg && akt_config_text_get(cfg, "threads", v, sizeof v) == 0)
+            snprintf(old, sizeof old, "0:%s", v);
+        free(cfg);
+    }
+    free(h);
+    size_t len = 0;
+    long last = 0;
+    hist[0] = 0;
+    for (char *p = old; *p;) {
+        char *end;
+        long ep = strtol(p, &end, 10), th = *end == ':' ? strtol(end + 1, &end, 10) : -1;
+        if (th > 0 && ep >= 0 && ep < ck && len < n) {
+            len += snprintf(hist + len, n - len, "%s%ld:%ld", len ? "," : "", ep, th);
+            last = th;
+        }
+        p = strchr(p, ',');
+        if (!p)
+            break;
+        p++;
+    }
+    if (last != threads && len < n)
+        snprintf(hist + len, n - len, "%s%d:%d", len ? "," : "", ck, threads);
+    note[0] = 0;
+    if (last && last != threads)
+        snprintf(note, nn, "run '%s' resumes at epoch %d with %d threads, its earlier epochs "
+                 "ran with %ld: the results are not promised bit-identical to a run with one "
+                 "thread count", id, ck, threads, last);
+}
+
+/* Who ran the run last (started or resumed it): the same facts as the
+ * results file's root, which describe only the akt that created the file. */
+static int write_provenance(struct akt_results *h, const char *id, struct akt_error *e)
+{
+    struct { const char *name, *v; } a[] = {
+        {"akt_version", AKT_VERSION},
+        {"akt_commit", AKT_GIT_COMMIT[0] ? AKT_GIT_COMMIT : "unknown"},
+        {"host", akt_provenance_host()},
+        {"command_line", akt_provenance_command_line()},
+        {"working_dir", akt_provenance_cwd()}};
+    int rc = 0;
+    for (size_t i = 0; i < sizeof a / sizeof a[0] && !rc; i++)
+        rc = akt_results_set_attr_str(h, id, a[i].name, a[i].v, e);
+    return rc;
 }
 
 /* ------------------------------------------------------- the store --- */
@@ -375,6 +474,7 @@ int akt__store_open(struct akt_run_store *s, struct akt_run *r, struct akt_run_r
     memset(s, 0, sizeof *s);
     *start = 0;
     *done = 0;
+    s->keep_checkpoints = c->keep_checkpoints;
     snprintf(s->main, sizeof s->main, "%s", c->out_path);
     if (akt_results_run_file(c->out_path, c->id, s->file, sizeof s->file))
         return akt_error_set(e, AKT_EINVAL, c->out_path, "results path too long");
@@ -436,6 +536,13 @@ int akt__store_open(struct akt_run_store *s, struct akt_run *r, struct akt_run_r
     if (src && ((rc = akt__checkpoint_load(src, src_path, c->id, r, &ck, e)) ||
                 (rc = kept_figures(src, c->id, c, ck, res, e))))
         goto out;
+    /* the inputs' bytes: recorded at the start, the same ones to resume */
+    struct akt__inputs in;
+    if ((rc = akt__inputs_hash(c, &in, e)) ||
+        (src && (rc = akt__inputs_check(src, src_path, c->id, &in, e))))
+        goto out;
+    char hist[1024];
+    threads_history(src, c->id, ck, c->threads, hist, sizeof hist, s->note, sizeof s->note);
     /* every check passed: now the run file says "running" */
     if ((rc = akt_results_edit(&h, s->file, e)))
         goto out;
@@ -450,6 +557,14 @@ int akt__store_open(struct akt_run_store *s, struct akt_run *r, struct akt_run_r
     /* the architecture, read off the teacher: what `akt report` groups by */
     if (!rc)
         rc = akt_results_set_attr(h, c->id, "depth", r->teacher.depth, e);
+    if (!rc)
+        rc = akt_results_set_attr(h, c->id, "threads", c->threads, e);
+    if (!rc)
+        rc = akt_results_set_attr_str(h, c->id, "threads_history", hist, e);
+    if (!rc)
+        rc = akt__inputs_write(h, c->id, &in, e);
+    if (!rc)
+        rc = write_provenance(h, c->id, e);
     if (!rc) {
         rc = akt_results_commit(h, e);
         h = NULL;
@@ -501,12 +616,14 @@ static int write_epoch(struct akt_results *out, const char *id, struct akt_run *
 }
 
 int akt__store_epoch(struct akt_run_store *s, struct akt_run *r, const struct akt_epoch_report *rep,
-                     float lr_s, float lr_g, struct akt_error *e)
+                     float lr_s, float lr_g, int best, struct akt_error *e)
 {
     struct akt_results *h = NULL;
     int rc = akt_results_edit(&h, s->file, e);
     if (!rc)
         rc = write_epoch(h, r->c->id, r, rep->epoch, rep, lr_s, lr_g, e);
+    if (!rc && best) /* the best epoch's student, kept beside the final one */
+        rc = akt__best_save(h, r->c->id, r, rep->epoch, rep->top1, e);
     if (!rc)
         rc = akt__checkpoint_save(h, r->c->id, r, rep->epoch + 1, e);
     if (rc) {
@@ -544,6 +661,17 @@ int akt__store_finish(struct akt_run_store *s, struct akt_results *h, const char
             {"best_epoch", res->best_epoch}};
         for (size_t i = 0; i < sizeof a / sizeof a[0] && !rc; i++)
             rc = akt_results_set_attr(h, id, a[i].name, a[i].v, e);
+        /* a run resumed from a file of an akt that kept no best weights
+         * may lack the best epoch's: then none rather than another epoch's */
+        double be = -1;
+        if (!rc && (akt_results_get_group_attr(h, id, "tensors/best", "epoch", &be) != 0 ||
+                    be != res->best_epoch))
+            rc = akt_results_delete(h, id, "tensors/best", e);
+        int none = s->keep_checkpoints == AKT_KEEP_CHECKPOINT_NONE;
+        if (!rc && none)
+            rc = akt_results_delete(h, id, CKPT, e);
+        if (!rc)
+            rc = akt_results_set_attr_str(h, id, "keep_checkpoints", none ? "none" : "final", e);
     }
     if (!rc)
         rc = akt_results_set_status(h, id, status, message, e);

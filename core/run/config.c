@@ -50,7 +50,11 @@ static const struct akt_run_setting SETTINGS[] = {
     {NUM("iters", AKT_PT_INT, 200, 1, 10000000, "iterations per epoch"), FIELD(iters), 0, 0},
     {NUM("batch", AKT_PT_INT, 200, 1, 100000, "images per iteration"), FIELD(batch), 0, 0},
     {NUM("seed", AKT_PT_INT, 0, 0, 2147483647, "RNG seed"), FIELD(seed), 0, 0},
-    {NUM("threads", AKT_PT_INT, 2, 1, 256, "worker threads"), FIELD(threads), 0, 0},
+    /* threads and keep_checkpoints are execution settings: how a run is
+     * computed or stored, not what it computes, so not in the stored config */
+    {NUM("threads", AKT_PT_INT, 2, 1, 256,
+         "worker threads (an execution setting: not part of the run's identity)"),
+     FIELD(threads), 0, AKT_SETTING_UNSTORED},
     {NUM("warmup_epochs", AKT_PT_INT, 4, 0, 100000,
          "the student's SGD starts at this epoch (0-based)"),
      FIELD(warmup_epochs), 0, 0},
@@ -82,6 +86,10 @@ static const struct akt_run_setting SETTINGS[] = {
     {NUM("eval_limit", AKT_PT_INT, 0, 0, 100000000,
          "evaluate on the first N records only (0: all; for tests)"),
      FIELD(eval_limit), 0, 0},
+    {{.key = "keep_checkpoints", .type = AKT_PT_CHOICE, .def = AKT_KEEP_CHECKPOINT_FINAL,
+      .choices = "final|none",
+      .help = "final: a finished run keeps its last checkpoint; none: it is dropped (an execution setting)"},
+     FIELD(keep_checkpoints), 0, AKT_SETTING_UNSTORED},
     {{.key = "out", .type = AKT_PT_STRING, .def_text = "", .check = out_check,
       .help = "results HDF5 file (akt train --out; akt run takes --out only)"},
      FIELD(out_path), 0, AKT_SETTING_QUOTED | AKT_SETTING_UNSTORED},
@@ -623,6 +631,14 @@ static int same_value(const char *key, const char *a, const char *b)
     return x == y;
 }
 
+/* Execution settings: how a run is computed, not what it computes, so not
+ * part of its identity. Configs that earlier akt versions stored still have
+ * threads. */
+static int is_execution_key(const char *key)
+{
+    return !strcmp(key, "threads") || !strcmp(key, "keep_checkpoints");
+}
+
 int akt_run_config_text_diff(const char *a, const char *b, char *keys, size_t n)
 {
     struct kv_list la = {0}, lb = {0};
@@ -633,6 +649,8 @@ int akt_run_config_text_diff(const char *a, const char *b, char *keys, size_t n)
         rc = akt_run_config_text_each(b, kv_add, &lb, "config", NULL);
     int differ = 0;
     for (int i = 0; !rc && i < la.n; i++) {
+        if (is_execution_key(la.key[i]))
+            continue;
         const char *v = kv_get(&lb, la.key[i]);
         if (!v || !same_value(la.key[i], v, la.val[i])) {
             differ = 1;
@@ -640,7 +658,7 @@ int akt_run_config_text_diff(const char *a, const char *b, char *keys, size_t n)
         }
     }
     for (int i = 0; !rc && i < lb.n; i++)
-        if (!kv_get(&la, lb.key[i])) {
+        if (!is_execution_key(lb.key[i]) && !kv_get(&la, lb.key[i])) {
             differ = 1;
             add_key(keys, n, lb.key[i]);
         }

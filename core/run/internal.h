@@ -109,6 +109,9 @@ struct akt_run_store {
     char file[1300];                /* the run file OUT.h5.d/<id>.h5 */
     struct akt_results_lock *lock;  /* held from open to finish */
     int open;                       /* the run file is ours to finish */
+    int keep_checkpoints;           /* c->keep_checkpoints, applied when done */
+    char note[512];                 /* for the caller's note callback: a resume
+                                       under another thread count, or "" */
 };
 
 /* Takes the results file's lock and finds run r->c->id: done in OUT.h5
@@ -120,10 +123,11 @@ struct akt_run_store {
 int akt__store_open(struct akt_run_store *s, struct akt_run *r, struct akt_run_result *res,
                     int *start, int *done, struct akt_error *e);
 /* The epoch's metric rows (rep, the learning rates, the plugin metrics and
- * the activation ranges) and the checkpoint after it, in one atomic
- * replacement of the run file. */
+ * the activation ranges), with best set the best epoch's student
+ * (akt__best_save), and the checkpoint after it, in one atomic replacement
+ * of the run file. */
 int akt__store_epoch(struct akt_run_store *s, struct akt_run *r, const struct akt_epoch_report *rep,
-                     float lr_s, float lr_g, struct akt_error *e);
+                     float lr_s, float lr_g, int best, struct akt_error *e);
 /* The end of a run that trained all its epochs: the final tensors
  * (tensors.c), status "done" and the result attributes, in one replacement
  * of the run file, then committed into OUT.h5 (akt__store_finish). */
@@ -149,5 +153,33 @@ void akt__store_close(struct akt_run_store *s);
  * generated images and the attention maps on it, into /runs/<id>/tensors. */
 int akt__write_final_tensors(struct akt_results *out, const char *id, struct akt_run *r,
                              struct akt_error *e);
+
+/* The best epoch's student (tensors/best: every state_dict key under
+ * student/, act_range, @epoch, @top1), written into h with the epoch that
+ * improved on every earlier one. */
+int akt__best_save(struct akt_results *h, const char *id, const struct akt_run *r, int epoch,
+                   double top1, struct akt_error *e);
+
+/* ---------------------------------------------------------- inputs.c ---
+ * The teacher and data files of a run: absolute paths and SHA-256. */
+struct akt__inputs {
+    char abs[2][4096]; /* teacher, data */
+    char sha[2][65];
+};
+/* Hashes and resolves c's teacher and data files. */
+int akt__inputs_hash(const struct akt_run_config *c, struct akt__inputs *in, struct akt_error *e);
+/* A refusal when run id of f recorded other contents for either file. */
+int akt__inputs_check(struct akt_results *f, const char *file, const char *id,
+                      const struct akt__inputs *in, struct akt_error *e);
+/* @teacher_file, @teacher_sha256, @data_file, @data_sha256 of run id. */
+int akt__inputs_write(struct akt_results *h, const char *id, const struct akt__inputs *in,
+                      struct akt_error *e);
+/* For a stored run (its config replayed into c): c's teacher and data paths
+ * set to the files found, trying the recorded absolute path, the config's
+ * path, then the same names under $AKT_DATA and beside file, each accepted
+ * only with the recorded SHA-256; AKT_EIO naming every path tried. */
+int akt__inputs_find(struct akt_results *f, const char *file, const char *id,
+                     struct akt_run_config *c, struct akt_error *e);
+
 
 #endif

@@ -179,6 +179,8 @@ int akt_run_train(const struct akt_run_config *c, const struct akt_registry *reg
     int start = 0, finished = 0;
     if (to_file && ((rc = akt__store_open(&st, r, res, &start, &finished, e)) || finished))
         goto done; /* refused (nothing written), or finished before: reported as stored */
+    if (st.note[0] && cb && cb->note)
+        cb->note(st.note, cb->user);
     struct akt_eval_result er;
     char name[1100];
     snprintf(name, sizeof name, "teacher %s", c->teacher_path);
@@ -251,7 +253,7 @@ int akt_run_train(const struct akt_run_config *c, const struct akt_registry *reg
         }
         res->final_top1 = rep.top1;
         res->epochs_done = epoch + 1;
-        if (to_file && (rc = akt__store_epoch(&st, r, &rep, lr_s, lr_g, e)))
+        if (to_file && (rc = akt__store_epoch(&st, r, &rep, lr_s, lr_g, res->best_epoch == epoch, e)))
             goto done;
         if (cb && cb->epoch)
             cb->epoch(&rep, cb->user);

@@ -2,6 +2,9 @@
  * It counts the calls of write, pwrite, pwrite64, writev, pwritev and
  * pwritev2 on file descriptors >= 3 (not stdout/stderr) and
  *   AKT_KILL_AT_WRITE=N   raises SIGKILL just before the N-th one runs;
+ *   AKT_ENOSPC_AT_WRITE=N makes the N-th one and every later one fail with
+ *                         ENOSPC, writing nothing: a disk that is full from
+ *                         then on (tests/faults.sh);
  *   AKT_WRITE_COUNT=FILE  writes the number of such calls to FILE at exit;
  *   AKT_WRITE_LOG=FILE    appends "INDEX PATH" per call (the file written)
  *                         and "R PATH" per rename (not counted), so a test
@@ -26,12 +29,13 @@
 #include <unistd.h>
 
 static atomic_long g_count;
-static long g_kill_at = -1;
+static long g_kill_at = -1, g_full_at = -1;
 
 __attribute__((constructor)) static void shim_init(void)
 {
-    const char *k = getenv("AKT_KILL_AT_WRITE");
+    const char *k = getenv("AKT_KILL_AT_WRITE"), *f = getenv("AKT_ENOSPC_AT_WRITE");
     g_kill_at = k && *k ? atol(k) : -1;
+    g_full_at = f && *f ? atol(f) : -1;
 }
 
 static ssize_t (*real_write)(int, const void *, size_t);
@@ -98,14 +102,20 @@ int rename(const char *from, const char *to)
     return real_rename(from, to);
 }
 
-static void tick(int fd)
+/* counts a write; 1 when it must fail with ENOSPC (errno set) */
+static int tick(int fd)
 {
     if (fd < 3)
-        return;
+        return 0;
     long n = atomic_fetch_add(&g_count, 1) + 1;
     if (n == g_kill_at)
         raise(SIGKILL);
     log_write(n, fd);
+    if (g_full_at > 0 && n >= g_full_at) {
+        errno = ENOSPC;
+        return 1;
+    }
+    return 0;
 }
 
 typedef ssize_t (*pwrite_fn)(int, const void *, size_t, off_t);
@@ -123,41 +133,47 @@ ssize_t write(int fd, const void *buf, size_t n)
 {
     if (!real_write)
         real_write = (ssize_t(*)(int, const void *, size_t))dlsym(RTLD_NEXT, "write");
-    tick(fd);
+    if (tick(fd))
+        return -1;
     return real_write(fd, buf, n);
 }
 
 ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
 {
     REAL(pwrite);
-    tick(fd);
+    if (tick(fd))
+        return -1;
     return real_pwrite(fd, buf, n, off);
 }
 
 ssize_t pwrite64(int fd, const void *buf, size_t n, off64_t off)
 {
     REAL(pwrite64);
-    tick(fd);
+    if (tick(fd))
+        return -1;
     return real_pwrite64(fd, buf, n, off);
 }
 
 ssize_t writev(int fd, const struct iovec *v, int n)
 {
     REAL(writev);
-    tick(fd);
+    if (tick(fd))
+        return -1;
     return real_writev(fd, v, n);
 }
 
 ssize_t pwritev(int fd, const struct iovec *v, int n, off_t off)
 {
     REAL(pwritev);
-    tick(fd);
+    if (tick(fd))
+        return -1;
     return real_pwritev(fd, v, n, off);
 }
 
 ssize_t pwritev2(int fd, const struct iovec *v, int n, off_t off, int flags)
 {
     REAL(pwritev2);
-    tick(fd);
+    if (tick(fd))
+        return -1;
     return real_pwritev2(fd, v, n, off, flags);
 }

@@ -111,6 +111,32 @@ int akt_env_flag(const char *name);
  * blocks until another process writes to it) or cannot be looked up. */
 int akt_file_check(const char *path, int *exists, struct akt_error *e);
 
+/* SHA-256 (core/base/sha256.c): 64 lowercase hex digits, as sha256sum
+ * prints them. akt_sha256_file reads the file in 1 MiB blocks; errors name
+ * the path. */
+struct akt_sha256 {
+    uint32_t h[8];
+    uint64_t bytes;
+    unsigned char buf[64];
+    size_t fill;
+};
+void akt_sha256_init(struct akt_sha256 *s);
+void akt_sha256_update(struct akt_sha256 *s, const void *data, size_t n);
+void akt_sha256_final(struct akt_sha256 *s, char hex[65]);
+void akt_sha256_hex(const void *data, size_t n, char hex[65]);
+int akt_sha256_file(const char *path, char hex[65], struct akt_error *e);
+
+/* Provenance (core/base/provenance.c), written into results files: the
+ * command line (set once by main, shell-quoted words; "" when never set),
+ * the host name and the working folder ("unknown" when they cannot be
+ * read). akt_path_absolute: the resolved absolute path (realpath) into buf,
+ * 0, or -1 when path does not exist or buf is too small. */
+void akt_provenance_set_args(int argc, char **argv);
+const char *akt_provenance_command_line(void);
+const char *akt_provenance_host(void);
+const char *akt_provenance_cwd(void);
+int akt_path_absolute(const char *path, char *buf, size_t n);
+
 #ifdef __cplusplus
 }
 #endif

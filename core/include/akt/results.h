@@ -147,6 +147,10 @@ int akt_results_read_ints(struct akt_results *r, const char *id, const char *gro
 int akt_results_set_attr(struct akt_results *r, const char *id, const char *name, double v,
                          struct akt_error *e);
 int akt_results_get_attr(struct akt_results *r, const char *id, const char *name, double *v);
+/* A string attribute of /runs/<id> (same names and reserved ones as above);
+ * read it back with akt_results_run_str. */
+int akt_results_set_attr_str(struct akt_results *r, const char *id, const char *name,
+                             const char *value, struct akt_error *e);
 
 /* Removes /runs/<id>/<path> (a group or dataset) or a scalar attribute of
  * /runs/<id>; absent ones are fine. */

@@ -39,7 +39,11 @@ struct akt_run_config {
     int eval_batch;
     int eval_limit;             /* > 0: evaluate on the first N records only (tests) */
     char out_path[1024];        /* results HDF5, or "" for none */
+    /* storage, not identity (not in the stored config): whether a finished
+     * run keeps its checkpoint group (AKT_KEEP_CHECKPOINT_*) */
+    int keep_checkpoints;
 };
+enum { AKT_KEEP_CHECKPOINT_FINAL = 0, AKT_KEEP_CHECKPOINT_NONE = 1 };
 
 /* ------------------------------------------------------ run settings ---
  * Every run setting is one entry of a table (akt_run_settings): a
@@ -108,7 +112,9 @@ int akt_run_config_text_each(const char *text, akt_config_pair_fn fn, void *user
  * differing keys, ", "-separated, into keys), < 0 when either cannot be
  * read as above. Two numbers are the same value when they read back the
  * same (as floats for the float run settings), however written: a config
- * stored by an older akt (9.99999975e-05) matches today's (1e-4). */
+ * stored by an older akt (9.99999975e-05) matches today's (1e-4). Execution
+ * settings (threads, keep_checkpoints, which configs of earlier akt versions
+ * hold) are not compared: they do not change what a run is. */
 int akt_run_config_text_diff(const char *a, const char *b, char *keys, size_t n);
 /* The value of one top-level key of such text into buf: 0, or -1 when the
  * text cannot be read or has no such key. */
@@ -138,6 +144,9 @@ struct akt_run_callbacks {
     void (*log)(const char *line, void *user);
     volatile int *stop;         /* set non-zero (e.g. by SIGINT) to stop after saving */
     void *user;
+    /* may be NULL: a note for the user, e.g. a resume under another thread
+     * count (not an error: the run goes on) */
+    void (*note)(const char *msg, void *user);
 };
 
 int akt_run_train(const struct akt_run_config *c, const struct akt_registry *reg,
